@@ -1,0 +1,1 @@
+//! Outbound Azure Storage REST calls.

@@ -1,0 +1,8 @@
+//! sasgate: a broker that signs short-lived, container- or blob-scoped Azure Storage SAS tokens
+//! from policy rules, refuses account-wide or long-lived requests, and records every issuance.
+//!
+//! Layout (see `ARCHITECTURE` in README.md): [`sas`] is pure SAS logic with no I/O, [`azure`] the
+//! outbound Azure Storage REST calls, [`secret`] the types that keep key material out of logs.
+pub mod azure;
+pub mod sas;
+pub mod secret;
