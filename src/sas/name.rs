@@ -56,7 +56,8 @@ impl ContainerName {
         }
         let bytes = name.as_bytes();
         let allowed = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
-        let edge_ok = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        let edge_ok =
+            |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
         if !bytes.iter().all(allowed)
             || !edge_ok(bytes.first())
             || !edge_ok(bytes.last())
@@ -168,10 +169,29 @@ mod tests {
 
     #[test]
     fn container_names() {
-        for ok in ["abc", "models", "ci-123", "a1b", "$root", "$web", &"a".repeat(63)] {
+        for ok in [
+            "abc",
+            "models",
+            "ci-123",
+            "a1b",
+            "$root",
+            "$web",
+            &"a".repeat(63),
+        ] {
             assert!(ContainerName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["ab", "-abc", "abc-", "a--b", "ABC", "a_b", "a.b", "", &"a".repeat(64), "$other"] {
+        for bad in [
+            "ab",
+            "-abc",
+            "abc-",
+            "a--b",
+            "ABC",
+            "a_b",
+            "a.b",
+            "",
+            &"a".repeat(64),
+            "$other",
+        ] {
             assert!(ContainerName::parse(bad).is_err(), "{bad}");
         }
     }
@@ -199,13 +219,27 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(BlobName::parse(name), Err(want), "{name:?}");
         }
-        assert_eq!(BlobName::parse(&"a".repeat(1025)), Err(NameError::BlobTooLong));
-        assert_eq!(BlobName::parse(&["a"; 255].join("/")), Err(NameError::TooManySegments));
+        assert_eq!(
+            BlobName::parse(&"a".repeat(1025)),
+            Err(NameError::BlobTooLong)
+        );
+        assert_eq!(
+            BlobName::parse(&["a"; 255].join("/")),
+            Err(NameError::TooManySegments)
+        );
     }
 
     #[test]
     fn blob_names_accepted() {
-        for ok in ["a", "dir/my blob.txt", "models/v1.2/weights.bin", "日本語/ファイル", "a+b=c&d?e#f", ".hidden", "a..b"] {
+        for ok in [
+            "a",
+            "dir/my blob.txt",
+            "models/v1.2/weights.bin",
+            "日本語/ファイル",
+            "a+b=c&d?e#f",
+            ".hidden",
+            "a..b",
+        ] {
             let n = BlobName::parse(ok).unwrap();
             assert_eq!(n.as_str(), ok);
         }
@@ -227,5 +261,46 @@ mod tests {
                 prop_assert!(n.as_str().split('/').all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.ends_with('.')));
             }
         }
+    }
+}
+
+/// A storage account name: 3–24 lowercase letters and digits.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AccountName(String);
+
+/// Why an account name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("storage account names are 3 to 24 lowercase letters and digits")]
+pub struct AccountNameError;
+
+impl AccountName {
+    /// Validates `name` as a storage account name.
+    pub fn parse(name: &str) -> Result<Self, AccountNameError> {
+        if (3..=24).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            Ok(Self(name.to_owned()))
+        } else {
+            Err(AccountNameError)
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for AccountName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for AccountName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
     }
 }
