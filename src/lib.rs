@@ -4,5 +4,6 @@
 //! Layout (see `ARCHITECTURE` in README.md): [`sas`] is pure SAS logic with no I/O, [`azure`] the
 //! outbound Azure Storage REST calls, [`secret`] the types that keep key material out of logs.
 pub mod azure;
+pub mod cli;
 pub mod sas;
 pub mod secret;

@@ -1,1 +1,4 @@
-fn main() {}
+//! The `sasgate` binary: all logic lives in the library; see `sasgate::cli`.
+fn main() -> std::process::ExitCode {
+    sasgate::cli::run()
+}

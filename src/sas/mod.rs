@@ -1,6 +1,7 @@
 //! Pure SAS logic: names, permissions, versions, signing, parsing and lint. No I/O here.
 pub mod encode;
 pub mod ip;
+pub mod lint;
 pub mod name;
 pub mod parse;
 pub mod perms;

@@ -685,3 +685,155 @@ fn check_policy_id(id: &str) -> Result<(), SignError> {
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok { Ok(()) } else { Err(SignError::PolicyId) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    fn base() -> BlobSas {
+        let t = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap();
+        BlobSas::new(
+            AccountName::parse("devstoreaccount1").unwrap(),
+            ContainerName::parse("data").unwrap(),
+            Target::Blob(BlobName::parse("a.bin").unwrap()),
+            t,
+            t + chrono::Duration::minutes(15),
+        )
+    }
+
+    fn udk(expiry: &str) -> UserDelegationKey {
+        UserDelegationKey {
+            signed_oid: "o".into(),
+            signed_tid: "t".into(),
+            signed_start: "2024-12-31T00:00:00Z".into(),
+            signed_expiry: expiry.into(),
+            signed_service: "b".into(),
+            signed_version: "2025-11-05".into(),
+            signed_delegated_user_tid: None,
+            value: SigningKey::from_base64("a2V5").unwrap(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_least_privilege() {
+        let key = SigningKey::from_base64(KEY).unwrap();
+        let t = sign_service(&base(), None, &key).unwrap();
+        assert_eq!(t.param("sp"), Some("r"));
+        assert_eq!(t.param("spr"), Some("https"));
+        assert_eq!(t.param("sr"), Some("b"));
+        assert_eq!(t.param("sv"), Some("2026-06-06"));
+        assert_eq!(t.param("st"), Some("2025-01-01T00:00:00Z"));
+        assert!(t.param("ss").is_none() && t.param("srt").is_none());
+        assert!(!format!("{t:?}").contains(t.signature()));
+        assert_eq!(t.signature_sha256().len(), 64);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        let key = SigningKey::from_base64(KEY).unwrap();
+        let mut r = base();
+        r.expiry = None;
+        assert_eq!(
+            sign_service(&r, None, &key).unwrap_err(),
+            SignError::MissingExpiry
+        );
+        assert!(
+            sign_service(&r, Some("pol-1"), &key).is_ok(),
+            "a stored policy may supply se"
+        );
+        assert_eq!(
+            sign_service(&base(), Some(&"x".repeat(65)), &key).unwrap_err(),
+            SignError::PolicyId
+        );
+        assert_eq!(
+            sign_service(&base(), Some("a b"), &key).unwrap_err(),
+            SignError::PolicyId
+        );
+
+        let mut r = base();
+        r.start = r.expiry;
+        assert_eq!(
+            sign_service(&r, None, &key).unwrap_err(),
+            SignError::StartNotBeforeExpiry
+        );
+
+        let mut r = base();
+        r.version = SasVersion::V2020_12_06;
+        r.target = Target::Container;
+        r.permissions = Some(Permissions::parse("rf", Resource::Container).unwrap());
+        assert!(
+            matches!(sign_service(&r, None, &key), Err(SignError::VersionTooOld { needs, .. }) if needs == SasVersion::V2021_04_10)
+        );
+
+        let mut r = base();
+        r.permissions = Some(Permissions::parse("rf", Resource::Container).unwrap());
+        assert!(
+            matches!(sign_service(&r, None, &key), Err(SignError::Permissions(_))),
+            "f is not a blob letter"
+        );
+
+        let mut r = base();
+        r.overrides.content_disposition = Some("a\nb".into());
+        assert_eq!(
+            sign_service(&r, None, &key).unwrap_err(),
+            SignError::ControlCharacter("rscd")
+        );
+
+        let mut r = base();
+        r.version = SasVersion::parse_known("2018-03-28").unwrap();
+        r.target = Target::Snapshot(BlobName::parse("a").unwrap(), "2025-01-01T00:00:00Z".into());
+        assert!(matches!(
+            sign_service(&r, None, &key),
+            Err(SignError::VersionTooOld { .. })
+        ));
+
+        let mut r = base();
+        r.target = Target::Snapshot(BlobName::parse("a").unwrap(), "x&sig=y".into());
+        assert_eq!(
+            sign_service(&r, None, &key).unwrap_err(),
+            SignError::SnapshotId("snapshot")
+        );
+    }
+
+    #[test]
+    fn delegation_sas_is_bounded_by_its_key() {
+        let extra = DelegationFields::default();
+        assert!(sign_user_delegation(&base(), &extra, &udk("2025-01-01T01:00:00Z")).is_ok());
+        assert_eq!(
+            sign_user_delegation(&base(), &extra, &udk("2025-01-01T00:10:00Z")).unwrap_err(),
+            SignError::OutlivesKey
+        );
+        assert_eq!(
+            sign_user_delegation(&base(), &extra, &udk("soon")).unwrap_err(),
+            SignError::KeyExpiryUnreadable
+        );
+        let mut early = base();
+        early.start = Some(Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap());
+        assert_eq!(
+            sign_user_delegation(&early, &extra, &udk("2025-01-01T01:00:00Z")).unwrap_err(),
+            SignError::StartsBeforeKey
+        );
+        let mut headers = DelegationFields::default();
+        headers
+            .request_headers
+            .insert("x-ms-blob-type:evil".into(), "v".into());
+        assert_eq!(
+            sign_user_delegation(&base(), &headers, &udk("2025-01-01T01:00:00Z")).unwrap_err(),
+            SignError::SignedName
+        );
+        let mut old = base();
+        old.version = SasVersion::V2020_12_06;
+        let sduoid = DelegationFields {
+            delegated_user_object_id: Some("u".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            sign_user_delegation(&old, &sduoid, &udk("2025-01-01T01:00:00Z")),
+            Err(SignError::VersionTooOld { what: "sduoid", .. })
+        ));
+    }
+}
