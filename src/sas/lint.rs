@@ -218,7 +218,7 @@ pub fn lint(sas: &ParsedSas, now: DateTime<Utc>) -> Report {
         format!("signed version {}", p("sv").unwrap_or("?")),
     );
 
-    f.sort_by(|a, b| b.severity.cmp(&a.severity));
+    f.sort_by_key(|x| std::cmp::Reverse(x.severity));
     let worst = f.first().map(|x| x.severity).unwrap_or(Severity::Info);
     Report {
         kind: sas.kind(),
