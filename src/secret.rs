@@ -6,6 +6,8 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use hmac::{Hmac, Mac as _};
+use sha2::Sha256;
 use zeroize::Zeroize as _;
 
 /// Why a base64 key could not be accepted. Never carries any part of the input.
@@ -20,9 +22,13 @@ pub enum KeyError {
 }
 
 /// An HMAC-SHA256 signing key: a storage account key or a user delegation key `Value`, held as the
-/// decoded bytes.
+/// decoded bytes together with the HMAC state already keyed with them, so that each signature
+/// costs only the hashing of its message.
 #[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
+pub struct SigningKey {
+    bytes: Vec<u8>,
+    keyed: Hmac<Sha256>,
+}
 
 impl SigningKey {
     /// Decodes a key as Azure shows it (standard base64 with padding). Surrounding whitespace, as
@@ -34,12 +40,19 @@ impl SigningKey {
         if bytes.is_empty() {
             return Err(KeyError::Empty);
         }
-        Ok(Self(bytes))
+        // HMAC takes keys of any length; this error cannot happen but is mapped, not unwrapped.
+        let keyed = Hmac::<Sha256>::new_from_slice(&bytes).map_err(|_| KeyError::Empty)?;
+        Ok(Self { bytes, keyed })
     }
 
-    /// The raw key bytes, for the HMAC only.
+    /// A fresh HMAC-SHA256 instance keyed with this key.
+    pub(crate) fn mac(&self) -> Hmac<Sha256> {
+        self.keyed.clone()
+    }
+
+    /// The raw key bytes, for request signing that needs them.
     pub(crate) fn expose(&self) -> &[u8] {
-        &self.0
+        &self.bytes
     }
 }
 
@@ -52,7 +65,7 @@ impl std::fmt::Debug for SigningKey {
 impl Drop for SigningKey {
     fn drop(&mut self) {
         // Wipe the key bytes before the allocation is returned to the allocator.
-        self.0.zeroize();
+        self.bytes.zeroize();
     }
 }
 

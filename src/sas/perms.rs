@@ -127,6 +127,29 @@ impl Permissions {
         Ok(Self(bits))
     }
 
+    /// Checks that every letter is allowed for `resource` (a set parsed for a container may hold
+    /// letters a blob does not allow).
+    pub fn check(self, resource: Resource) -> Result<(), PermissionError> {
+        let allowed = resource.allowed();
+        let mask = allowed.chars().filter_map(bit_of).fold(0, |m, b| m | b);
+        if self.0 & !mask == 0 {
+            return Ok(());
+        }
+        match self.letters().find(|c| !allowed.contains(*c)) {
+            Some(letter) => Err(PermissionError::NotAllowed {
+                letter,
+                resource: resource.code(),
+                allowed,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// The letters in canonical order, as the `sp` value.
+    pub fn as_string(self) -> String {
+        self.letters().collect()
+    }
+
     /// True when every letter of `self` is also in `other`.
     pub fn is_subset_of(self, other: Permissions) -> bool {
         self.0 & !other.0 == 0
@@ -139,7 +162,11 @@ impl Permissions {
 
     /// The letters in canonical order.
     pub fn letters(self) -> impl Iterator<Item = char> {
-        CANONICAL.chars().filter(move |c| self.has(*c))
+        CANONICAL
+            .bytes()
+            .enumerate()
+            .filter(move |(i, _)| self.0 & (1 << i) != 0)
+            .map(|(_, b)| char::from(b))
     }
 
     /// The oldest `sv` that supports every letter (`x`/`y` 2019-10-10, `t` 2019-12-12, `m`/`e`
@@ -160,13 +187,16 @@ impl Permissions {
 }
 
 fn bit_of(letter: char) -> Option<u16> {
-    CANONICAL.find(letter).map(|i| 1u16 << i)
+    let letter = u8::try_from(letter).ok()?;
+    CANONICAL
+        .bytes()
+        .position(|b| b == letter)
+        .map(|i| 1u16 << i)
 }
 
 impl fmt::Display for Permissions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.letters()
-            .try_for_each(|c| fmt::Write::write_char(f, c))
+        f.write_str(&self.as_string())
     }
 }
 

@@ -12,7 +12,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use super::encode::{encode_path, encode_query_value, format_time, parse_time};
+use super::encode::{encode_path, encode_query_value, format_time, parse_time, push_query_value};
 use super::ip::IpRange;
 use super::name::{AccountName, BlobName, ContainerName};
 use super::perms::{Permissions, Resource};
@@ -152,10 +152,18 @@ impl BlobSas {
 
 /// `/blob/<account>/<container>[/<path>]`: raw names, `/` kept, no encoding.
 pub(crate) fn canonical_resource(account: &str, container: &str, path: Option<&str>) -> String {
-    match path {
-        Some(p) => format!("/blob/{account}/{container}/{p}"),
-        None => format!("/blob/{account}/{container}"),
+    let mut cr = String::with_capacity(
+        8 + account.len() + container.len() + path.map_or(0, |p| p.len() + 1),
+    );
+    cr.push_str("/blob/");
+    cr.push_str(account);
+    cr.push('/');
+    cr.push_str(container);
+    if let Some(p) = path {
+        cr.push('/');
+        cr.push_str(p);
     }
+    cr
 }
 
 /// The fields only a user delegation SAS carries beyond the key's own.
@@ -225,19 +233,16 @@ pub struct SasToken {
 impl SasToken {
     /// The SAS query string, without `?`. A secret.
     pub fn query(&self) -> String {
-        let mut out = String::new();
-        for (k, v) in self
-            .params
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .chain([("sig", self.signature.as_str())])
-        {
+        let len: usize = self.params.iter().map(|(k, v)| k.len() + v.len() + 2).sum();
+        let mut out = String::with_capacity(len + 16 + self.signature.len() * 3 / 2);
+        let sig = [("sig", self.signature.as_str())];
+        for (k, v) in self.params.iter().map(|(k, v)| (*k, v.as_str())).chain(sig) {
             if !out.is_empty() {
                 out.push('&');
             }
             out.push_str(k);
             out.push('=');
-            out.push_str(&encode_query_value(v));
+            push_query_value(&mut out, v);
         }
         out
     }
@@ -337,15 +342,11 @@ pub fn sign_service(
     let mut fields = common.fields(&cr);
     fields.si = stored_policy.unwrap_or("");
     let sts = fields.service(sas.version);
-    let mut params = common.head();
-    push_opt(&mut params, "si", stored_policy);
-    common.tail(&mut params);
-    Ok(SasToken {
-        signature: sts::sign(key, &sts),
-        string_to_sign: sts,
-        params,
-        selector: common.selector,
-    })
+    let middle = stored_policy
+        .map(|si| ("si", si.to_owned()))
+        .into_iter()
+        .collect();
+    Ok(common.into_token(middle, sts, key))
 }
 
 /// Signs a user delegation SAS with a key from Get User Delegation Key. The SAS may not start
@@ -466,37 +467,23 @@ pub fn sign_user_delegation(
         what: "a user delegation SAS",
         needs: SasVersion::V2018_11_09,
     })?;
-    let mut params = common.head();
-    params.extend([
+    let middle = vec![
         ("skoid", key.signed_oid.clone()),
         ("sktid", key.signed_tid.clone()),
         ("skt", key.signed_start.clone()),
         ("ske", key.signed_expiry.clone()),
         ("sks", key.signed_service.clone()),
         ("skv", key.signed_version.clone()),
-    ]);
-    for (k, v) in [
         ("saoid", saoid),
         ("suoid", suoid),
         ("scid", scid),
         ("skdutid", skdutid),
         ("sduoid", sduoid),
-    ] {
-        if !v.is_empty() {
-            params.push((k, v));
-        }
-    }
-    // srh/srq carry only the names; the values travel as headers and query parameters.
-    push_opt(&mut params, "srh", srh_names.as_deref());
-    push_opt(&mut params, "srq", srq_names.as_deref());
-    common.tail(&mut params);
-    let token = SasToken {
-        signature: sts::sign(&key.value, &sts),
-        string_to_sign: sts,
-        params,
-        selector: common.selector,
-    };
-    Ok(token)
+        // srh/srq carry only the names; the values travel as headers and query parameters.
+        ("srh", srh_names.unwrap_or_default()),
+        ("srq", srq_names.unwrap_or_default()),
+    ];
+    Ok(common.into_token(middle, sts, &key.value))
 }
 
 /// `a,b,c`: the names of signed headers or query parameters, in the order they were signed.
@@ -526,9 +513,7 @@ impl Common {
         let v = sas.version;
         need(v, resource.min_version(), resource_name(resource))?;
         if let Some(p) = sas.permissions {
-            // Re-check the letters against the resource: a set parsed for a container may hold
-            // letters a blob does not allow.
-            super::perms::Permissions::parse(&p.to_string(), resource)?;
+            p.check(resource)?;
             need(v, p.min_version(), "these permissions")?;
         }
         if let (Some(s), Some(e)) = (sas.start, sas.expiry) {
@@ -574,7 +559,10 @@ impl Common {
             _ => None,
         };
         Ok(Self {
-            sp: sas.permissions.map(|p| p.to_string()).unwrap_or_default(),
+            sp: sas
+                .permissions
+                .map(Permissions::as_string)
+                .unwrap_or_default(),
             st: sas.start.map(format_time).unwrap_or_default(),
             se: sas.expiry.map(format_time).unwrap_or_default(),
             sip: sas.ip.map(|i| i.to_string()).unwrap_or_default(),
@@ -582,7 +570,7 @@ impl Common {
                 .protocol
                 .map(|p| p.as_str().to_owned())
                 .unwrap_or_default(),
-            sv: v.to_string(),
+            sv: v.as_string(),
             sr: resource.code(),
             snapshot,
             ses: text(&sas.encryption_scope),
@@ -616,37 +604,47 @@ impl Common {
         }
     }
 
-    /// The parameters that lead the query: version, resource, times, permissions, network.
-    fn head(&self) -> Vec<(&'static str, String)> {
-        let mut p = vec![("sv", self.sv.clone()), ("sr", self.sr.to_owned())];
-        push_opt(&mut p, "sdd", self.sdd.as_deref());
-        for (k, v) in [
-            ("st", &self.st),
-            ("se", &self.se),
-            ("sp", &self.sp),
-            ("sip", &self.sip),
-            ("spr", &self.spr),
-        ] {
-            push_opt(&mut p, k, Some(v));
+    /// Moves the fields into the query parameters, in emission order: version, resource, times,
+    /// permissions and network first, then `middle` (the stored policy or the delegation
+    /// fields), then encryption scope and response overrides. Empty values are left out.
+    fn into_token(
+        self,
+        middle: Vec<(&'static str, String)>,
+        sts: String,
+        key: &SigningKey,
+    ) -> SasToken {
+        let mut p = Vec::with_capacity(10 + middle.len());
+        p.push(("sv", self.sv));
+        p.push(("sr", self.sr.to_owned()));
+        let [rscc, rscd, rsce, rscl, rsct] = self.rs;
+        let head = [
+            ("sdd", self.sdd.unwrap_or_default()),
+            ("st", self.st),
+            ("se", self.se),
+            ("sp", self.sp),
+            ("sip", self.sip),
+            ("spr", self.spr),
+        ];
+        let tail = [
+            ("ses", self.ses),
+            ("rscc", rscc),
+            ("rscd", rscd),
+            ("rsce", rsce),
+            ("rscl", rscl),
+            ("rsct", rsct),
+        ];
+        p.extend(
+            head.into_iter()
+                .chain(middle)
+                .chain(tail)
+                .filter(|(_, v)| !v.is_empty()),
+        );
+        SasToken {
+            signature: sts::sign(key, &sts),
+            string_to_sign: sts,
+            params: p,
+            selector: self.selector,
         }
-        p
-    }
-
-    /// The parameters that close the query (before `sig`): encryption scope and overrides.
-    fn tail(&self, p: &mut Vec<(&'static str, String)>) {
-        push_opt(p, "ses", Some(&self.ses));
-        for (k, v) in ["rscc", "rscd", "rsce", "rscl", "rsct"]
-            .into_iter()
-            .zip(&self.rs)
-        {
-            push_opt(p, k, Some(v));
-        }
-    }
-}
-
-fn push_opt(p: &mut Vec<(&'static str, String)>, k: &'static str, v: Option<&str>) {
-    if let Some(v) = v.filter(|v| !v.is_empty()) {
-        p.push((k, v.to_owned()));
     }
 }
 

@@ -51,17 +51,18 @@ impl StsFields<'_> {
     /// Layouts A/B/C of AZURE-SAS.md §2.3.
     pub fn service(&self, version: SasVersion) -> String {
         let layout = version.service_layout();
-        let mut f: Vec<&str> = vec![
+        let head = [
             self.sp, self.st, self.se, self.cr, self.si, self.sip, self.spr, self.sv,
         ];
-        if layout >= ServiceLayout::B15 {
-            f.extend([self.sr, self.snapshot]);
-        }
-        if layout >= ServiceLayout::C16 {
-            f.push(self.ses);
-        }
-        f.extend([self.rscc, self.rscd, self.rsce, self.rscl, self.rsct]);
-        f.join("\n")
+        let snapshot = [self.sr, self.snapshot];
+        let ses = [self.ses];
+        let overrides = [self.rscc, self.rscd, self.rsce, self.rscl, self.rsct];
+        let fields = head
+            .iter()
+            .chain(snapshot.iter().filter(|_| layout >= ServiceLayout::B15))
+            .chain(ses.iter().filter(|_| layout >= ServiceLayout::C16))
+            .chain(overrides.iter());
+        join_lines(fields)
     }
 
     /// Layouts U1–U5 of AZURE-SAS.md §3.3; `None` before 2018-11-09.
@@ -85,15 +86,25 @@ impl StsFields<'_> {
             f.extend([self.srh, self.srq]);
         }
         f.extend([self.rscc, self.rscd, self.rsce, self.rscl, self.rsct]);
-        Some(f.join("\n"))
+        Some(join_lines(f.iter()))
     }
 }
 
+/// Joins with `\n` into one buffer sized up front.
+fn join_lines<'a>(fields: impl Iterator<Item = &'a &'a str> + Clone) -> String {
+    let len = fields.clone().map(|f| f.len() + 1).sum();
+    let mut out = String::with_capacity(len);
+    for (i, f) in fields.enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(f);
+    }
+    out
+}
+
 fn mac(key: &SigningKey, message: &str) -> Hmac<Sha256> {
-    // HMAC accepts keys of any length, so this cannot fail; fall back to an empty key only to
-    // satisfy the type (an empty key is refused earlier by `SigningKey`).
-    let mut mac = Hmac::<Sha256>::new_from_slice(key.expose())
-        .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
+    let mut mac = key.mac();
     mac.update(message.as_bytes());
     mac
 }

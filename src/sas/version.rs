@@ -125,6 +125,27 @@ impl SasVersion {
         }
     }
 
+    /// The version as `YYYY-MM-DD`, without going through the formatter.
+    pub fn as_string(self) -> String {
+        let mut s = String::with_capacity(10);
+        for (i, (n, width)) in [
+            (u32::from(self.year), 4),
+            (u32::from(self.month), 2),
+            (u32::from(self.day), 2),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if i > 0 {
+                s.push('-');
+            }
+            for k in (0..width).rev() {
+                s.push(char::from(b'0' + (n / 10u32.pow(k) % 10) as u8));
+            }
+        }
+        s
+    }
+
     /// The service SAS string-to-sign layout for this version.
     pub(crate) fn service_layout(self) -> ServiceLayout {
         if self >= Self::V2020_12_06 {
@@ -182,7 +203,7 @@ pub(crate) enum DelegationLayout {
 
 impl fmt::Display for SasVersion {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+        f.write_str(&self.as_string())
     }
 }
 
