@@ -225,6 +225,38 @@ impl BlobServiceClient {
         Ok(())
     }
 
+    /// Takes a snapshot of a blob and returns its time as the service wrote it (the
+    /// `x-ms-snapshot` header), the value a snapshot SAS signs.
+    pub async fn snapshot_blob(
+        &self,
+        container: &ContainerName,
+        blob: &BlobName,
+    ) -> Result<String, AzureError> {
+        const OP: &str = "snapshot_blob";
+        let mut url = self.blob_url(container, blob);
+        url.set_query(Some("comp=snapshot"));
+        let response = self
+            .send(
+                OP,
+                Method::PUT,
+                url,
+                HeaderMap::new(),
+                Some(Vec::new()),
+                Auth::SharedKey,
+            )
+            .await?;
+        let response = expect_status(OP, response, StatusCode::CREATED).await?;
+        response
+            .headers()
+            .get("x-ms-snapshot")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .ok_or(AzureError::InvalidResponse {
+                operation: OP,
+                detail: "no x-ms-snapshot header".into(),
+            })
+    }
+
     /// Get Blob: the whole blob's content.
     pub async fn get_blob(
         &self,
