@@ -5,5 +5,6 @@
 //! outbound Azure Storage REST calls, [`secret`] the types that keep key material out of logs.
 pub mod azure;
 pub mod cli;
+pub mod ledger;
 pub mod sas;
 pub mod secret;

@@ -1,0 +1,231 @@
+//! The issuance ledger: every token sasgate issues is recorded here, durably, before the token
+//! leaves the service. Denials are recorded too, best effort and bounded.
+//!
+//! [`Ledger`] is the one storage trait; each backend implements it and passes the same
+//! conformance suite. The SQLite backend is the embedded default.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// How an issuance can be revoked (DESIGN.md §6).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationMode {
+    /// Nothing to revoke but the record: the TTL is the bound.
+    ExpiryOnly,
+    /// The SAS is bound (`si`) to a stored access policy sasgate manages on the container.
+    StoredAccessPolicy,
+    /// The holder gets a broker link; each redemption mints a SAS of at most 5 minutes.
+    LinkOnly,
+}
+
+impl RevocationMode {
+    /// The stable text form, as in policy files and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationMode::ExpiryOnly => "expiry_only",
+            RevocationMode::StoredAccessPolicy => "stored_access_policy",
+            RevocationMode::LinkOnly => "link_only",
+        }
+    }
+}
+
+/// How the SAS was signed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SigningMode {
+    /// With the storage account key (service SAS).
+    AccountKey,
+    /// With a user delegation key from Microsoft Entra ID.
+    UserDelegation,
+}
+
+/// The stored status. "Expired" is not stored: it is `Active` with `expires_on` in the past, and
+/// [`IssuanceRecord::status_at`] derives it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoredStatus {
+    Active,
+    Revoked,
+}
+
+/// The status a caller sees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Active,
+    Expired,
+    Revoked,
+}
+
+/// One issued token, as recorded. Holds no secret: the signature only as its SHA-256.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IssuanceRecord {
+    /// `iss_` + 26 Crockford base32 characters; time-ordered (see [`new_id`]).
+    pub id: String,
+    pub issued_at: DateTime<Utc>,
+    /// `user:alice`, or `oidc:<issuer>#<subject>` for OIDC callers.
+    pub principal: String,
+    /// The OIDC claims the decision used, when the caller authenticated with a JWT.
+    pub principal_claims: Option<serde_json::Value>,
+    pub client_addr: Option<String>,
+    pub account: String,
+    pub container: String,
+    pub blob: Option<String>,
+    /// The `sr` value: `b`, `c`, `bs`, `bv` or `d`.
+    pub resource: String,
+    pub permissions: String,
+    pub starts_on: DateTime<Utc>,
+    pub expires_on: DateTime<Utc>,
+    /// The `sip` value, if any.
+    pub ip: Option<String>,
+    /// The `spr` value.
+    pub protocol: String,
+    /// The `sv` value.
+    pub version: String,
+    pub rule: String,
+    pub reason: Option<String>,
+    pub signing_mode: SigningMode,
+    pub revocation: RevocationMode,
+    /// The stored access policy id (`si`) the SAS is bound to, if any.
+    pub policy_id: Option<String>,
+    /// Lowercase hex SHA-256 of the raw `sig` text.
+    pub signature_sha256: String,
+    pub status: StoredStatus,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_by: Option<String>,
+    pub revoke_reason: Option<String>,
+}
+
+impl IssuanceRecord {
+    /// The status as of `now`.
+    pub fn status_at(&self, now: DateTime<Utc>) -> Status {
+        match self.status {
+            StoredStatus::Revoked => Status::Revoked,
+            StoredStatus::Active if self.expires_on <= now => Status::Expired,
+            StoredStatus::Active => Status::Active,
+        }
+    }
+}
+
+/// A refused request, recorded best effort. Holds no secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DenialRecord {
+    /// `den_` + 26 Crockford base32 characters.
+    pub id: String,
+    pub at: DateTime<Utc>,
+    /// Absent when the caller did not authenticate.
+    pub principal: Option<String>,
+    pub client_addr: Option<String>,
+    /// The problem code, e.g. `ttl_exceeds_policy`.
+    pub code: String,
+    /// What was asked (account, container, blob, permissions, ttl), as given, bounded in size.
+    pub request: serde_json::Value,
+    /// The reason per rule considered.
+    pub reasons: Vec<String>,
+}
+
+/// Filters for [`Ledger::list`]; every field narrows the result.
+#[derive(Clone, Debug, Default)]
+pub struct ListFilter {
+    pub principal: Option<String>,
+    pub account: Option<String>,
+    pub container: Option<String>,
+    /// Compared as of `now`.
+    pub status: Option<Status>,
+    /// Issued at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Issued before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// One page of a listing, newest first.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Page {
+    pub items: Vec<IssuanceRecord>,
+    /// Opaque; pass back as `cursor` for the next page. `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Ledger failures. The `String`s are for the server log only (they may name paths or SQL
+/// errors); the HTTP layer shows callers nothing but `ledger_unavailable` and an error id.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    /// The record could not be stored or read: the caller must not hand out a token.
+    #[error("ledger unavailable: {0}")]
+    Unavailable(String),
+    /// The cursor given to `list` was not made by this ledger.
+    #[error("invalid cursor")]
+    InvalidCursor,
+    /// The ledger URL or settings are wrong.
+    #[error("ledger configuration: {0}")]
+    Config(String),
+}
+
+/// The storage behind every issuance.
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    /// Stores `record` durably (committed and fsynced) and returns only then. Concurrent calls
+    /// share commits. Any error means the record is not stored and no token may be issued.
+    async fn append(&self, record: IssuanceRecord) -> Result<(), LedgerError>;
+
+    /// Records a denial, best effort: never blocks the refusal for long, drops the record when
+    /// the backlog is full, and keeps at most a configured number of denials (oldest dropped).
+    async fn record_denial(&self, denial: DenialRecord);
+
+    /// One issuance by id.
+    async fn get(&self, id: &str) -> Result<Option<IssuanceRecord>, LedgerError>;
+
+    /// Issuances matching `filter`, newest first, at most `limit` (1–1000), after `cursor`.
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        now: DateTime<Utc>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, LedgerError>;
+
+    /// The issuance whose signature hashes to `signature_sha256` (lowercase hex).
+    async fn find_by_signature(&self, signature_sha256: &str) -> Result<Option<IssuanceRecord>, LedgerError>;
+
+    /// Recent denials, newest first, at most `limit`.
+    async fn denials(&self, limit: usize) -> Result<Vec<DenialRecord>, LedgerError>;
+
+    /// Readiness: the ledger can be read and written right now.
+    async fn check(&self) -> Result<(), LedgerError>;
+}
+
+/// A new time-ordered id: `prefix` + 26 Crockford base32 characters (48-bit milliseconds since
+/// the epoch, then 80 random bits), so ids sort by issue time.
+pub fn new_id(prefix: &str, now: DateTime<Utc>) -> Result<String, LedgerError> {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let mut random = [0u8; 10];
+    getrandom::fill(&mut random).map_err(|e| LedgerError::Unavailable(format!("no randomness: {e}")))?;
+    let millis = u128::try_from(now.timestamp_millis().max(0)).unwrap_or(0) & ((1 << 48) - 1);
+    let mut value = (millis << 80) | random.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    let mut out = [0u8; 26];
+    for slot in out.iter_mut().rev() {
+        *slot = ALPHABET[(value & 31) as usize];
+        value >>= 5;
+    }
+    let mut id = String::with_capacity(prefix.len() + 26);
+    id.push_str(prefix);
+    id.extend(out.iter().map(|b| char::from(*b)));
+    Ok(id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ids_sort_by_time_and_do_not_repeat() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let a = new_id("iss_", t).unwrap();
+        let b = new_id("iss_", t + chrono::Duration::milliseconds(1)).unwrap();
+        assert_eq!(a.len(), 30);
+        assert!(a < b);
+        assert_ne!(new_id("iss_", t).unwrap(), new_id("iss_", t).unwrap());
+    }
+}
