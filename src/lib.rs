@@ -3,8 +3,15 @@
 //!
 //! Layout (see `ARCHITECTURE` in README.md): [`sas`] is pure SAS logic with no I/O, [`azure`] the
 //! outbound Azure Storage REST calls, [`secret`] the types that keep key material out of logs.
+pub mod api;
+pub mod app;
+pub mod auth;
 pub mod azure;
+pub mod broker;
 pub mod cli;
+pub mod config;
 pub mod ledger;
+pub mod policy;
 pub mod sas;
 pub mod secret;
+pub mod telemetry;

@@ -1,13 +1,16 @@
 //! The `sasgate` command line: argument parsing and dispatch. Each subcommand lives in its own
 //! module and returns the process exit code.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::sas::lint::Severity;
 
+mod client;
 mod lint;
+mod server;
 
 /// sasgate: short-lived, scoped Azure Storage SAS tokens from policy, with every issuance logged.
 #[derive(Debug, Parser)]
@@ -50,8 +53,53 @@ impl FailOn {
     }
 }
 
+/// The configuration file option shared by server-side commands.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// The configuration file (default config/sasgate.toml when it exists).
+    #[arg(long, short = 'c', env = "SASGATE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the broker.
+    Serve(ConfigArg),
+    /// Print a new API key and the SHA-256 to put in `principals.<name>.api_key_sha256`.
+    Keygen,
+    /// Development helpers for a local emulator.
+    #[command(subcommand)]
+    Dev(DevCommand),
+    /// Check or explain the policy exactly as the server loads it.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Ask the broker for a SAS (reads SASGATE_URL and SASGATE_TOKEN).
+    Mint {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        container: String,
+        /// One blob; leave out for container scope.
+        #[arg(long)]
+        blob: Option<String>,
+        /// Permission letters (default r).
+        #[arg(long)]
+        perms: Option<String>,
+        /// Lifetime, e.g. 15m (default: the rule's default).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// Restrict to an IPv4 address, range or CIDR block.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Why you need it (required by some rules).
+        #[arg(long)]
+        reason: Option<String>,
+        #[arg(long, value_enum, default_value_t = client::Output::Url)]
+        output: client::Output,
+    },
+    /// List or show issuances (reads SASGATE_URL and SASGATE_TOKEN).
+    #[command(subcommand)]
+    Issuances(IssuancesCommand),
     /// Grade one SAS URL or query string. Give `-` to read it from standard input (keeps it out of
     /// shell history). Exit status 1 when the worst finding reaches --fail-on, 2 when the input is
     /// not a SAS.
@@ -70,12 +118,76 @@ enum Command {
     Scan {
         /// Files or directories to scan.
         #[arg(required = true)]
-        paths: Vec<std::path::PathBuf>,
+        paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = Format::Human)]
         format: Format,
         #[arg(long, value_enum, default_value_t = FailOn::High)]
         fail_on: FailOn,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyCommand {
+    /// Load the configuration and every policy file as the server would; exit 1 on any error.
+    Check(ConfigArg),
+    /// Show the decision, rule by rule, for a principal and a request.
+    Explain {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// A configured principal (its roles are taken from the configuration).
+        #[arg(long)]
+        principal: String,
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        container: String,
+        #[arg(long)]
+        blob: Option<String>,
+        #[arg(long)]
+        perms: Option<String>,
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(long)]
+        ip: Option<String>,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DevCommand {
+    /// Create the demo containers and blobs on every configured local emulator account.
+    Seed(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
+enum IssuancesCommand {
+    /// List issuances, newest first (admins).
+    List {
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        account: Option<String>,
+        #[arg(long)]
+        container: Option<String>,
+        /// active, expired or revoked.
+        #[arg(long)]
+        status: Option<String>,
+        /// RFC 3339 time.
+        #[arg(long)]
+        since: Option<String>,
+        /// RFC 3339 time.
+        #[arg(long)]
+        until: Option<String>,
+        #[arg(long)]
+        limit: Option<String>,
+        #[arg(long)]
+        cursor: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one issuance.
+    Show { id: String },
 }
 
 /// Runs the command line and returns the exit code.
@@ -93,5 +205,86 @@ pub fn run() -> ExitCode {
             format,
             fail_on,
         } => lint::scan(&paths, format, fail_on, now),
+        Command::Keygen => server::keygen(),
+        Command::Policy(PolicyCommand::Check(c)) => server::policy_check(c.config.as_deref()),
+        Command::Policy(PolicyCommand::Explain {
+            config,
+            principal,
+            account,
+            container,
+            blob,
+            perms,
+            ttl,
+            ip,
+            reason,
+        }) => server::policy_explain(
+            config.config.as_deref(),
+            &principal,
+            account,
+            container,
+            blob,
+            perms,
+            ttl,
+            ip,
+            reason,
+        ),
+        Command::Serve(c) => block_on(server::serve(c.config)),
+        Command::Dev(DevCommand::Seed(c)) => block_on(server::dev_seed(c.config.as_deref())),
+        Command::Mint {
+            account,
+            container,
+            blob,
+            perms,
+            ttl,
+            ip,
+            reason,
+            output,
+        } => block_on(client::mint(client::MintArgs {
+            account,
+            container,
+            blob,
+            permissions: perms,
+            ttl,
+            ip,
+            reason,
+            output,
+        })),
+        Command::Issuances(IssuancesCommand::List {
+            principal,
+            account,
+            container,
+            status,
+            since,
+            until,
+            limit,
+            cursor,
+            json,
+        }) => block_on(client::list(client::ListArgs {
+            filters: vec![
+                ("principal", principal),
+                ("account", account),
+                ("container", container),
+                ("status", status),
+                ("since", since),
+                ("until", until),
+                ("limit", limit),
+                ("cursor", cursor),
+            ],
+            json,
+        })),
+        Command::Issuances(IssuancesCommand::Show { id }) => block_on(client::show(&id)),
+    }
+}
+
+fn block_on(f: impl std::future::Future<Output = ExitCode>) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(f),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        }
     }
 }

@@ -4,6 +4,9 @@
 //! [`Ledger`] is the one storage trait; each backend implements it and passes the same
 //! conformance suite. The SQLite backend is the embedded default.
 
+pub mod conformance;
+pub mod sqlite;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -185,8 +188,12 @@ pub trait Ledger: Send + Sync + 'static {
         cursor: Option<&str>,
     ) -> Result<Page, LedgerError>;
 
-    /// The issuance whose signature hashes to `signature_sha256` (lowercase hex).
-    async fn find_by_signature(&self, signature_sha256: &str) -> Result<Option<IssuanceRecord>, LedgerError>;
+    /// The newest issuance whose signature hashes to `signature_sha256` (lowercase hex). Two
+    /// identical requests in the same second get byte-identical tokens; both are recorded.
+    async fn find_by_signature(
+        &self,
+        signature_sha256: &str,
+    ) -> Result<Option<IssuanceRecord>, LedgerError>;
 
     /// Recent denials, newest first, at most `limit`.
     async fn denials(&self, limit: usize) -> Result<Vec<DenialRecord>, LedgerError>;
@@ -200,9 +207,13 @@ pub trait Ledger: Send + Sync + 'static {
 pub fn new_id(prefix: &str, now: DateTime<Utc>) -> Result<String, LedgerError> {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let mut random = [0u8; 10];
-    getrandom::fill(&mut random).map_err(|e| LedgerError::Unavailable(format!("no randomness: {e}")))?;
+    getrandom::fill(&mut random)
+        .map_err(|e| LedgerError::Unavailable(format!("no randomness: {e}")))?;
     let millis = u128::try_from(now.timestamp_millis().max(0)).unwrap_or(0) & ((1 << 48) - 1);
-    let mut value = (millis << 80) | random.iter().fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
+    let mut value = (millis << 80)
+        | random
+            .iter()
+            .fold(0u128, |acc, b| (acc << 8) | u128::from(*b));
     let mut out = [0u8; 26];
     for slot in out.iter_mut().rev() {
         *slot = ALPHABET[(value & 31) as usize];

@@ -2,4 +2,6 @@
 //! uses only part of it, hence `dead_code` is allowed here.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod app;
 pub mod azurite;
+pub mod tmpfs;

@@ -1,0 +1,118 @@
+//! `GET /v1/issuances` (admins) and `GET /v1/issuances/{id}` (admins, or the principal that got
+//! it).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::{Code, Problem};
+use crate::ledger::{IssuanceRecord, LedgerError, ListFilter, Status};
+
+/// Query parameters of the listing. Unknown parameters are refused.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    principal: Option<String>,
+    account: Option<String>,
+    container: Option<String>,
+    status: Option<Status>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// An issuance as shown to callers, with its status as of now.
+#[derive(Serialize)]
+pub struct IssuanceView {
+    #[serde(flatten)]
+    record: IssuanceRecord,
+    /// `active`, `expired` or `revoked`, as of the response.
+    current_status: Status,
+}
+
+fn view(record: IssuanceRecord, now: DateTime<Utc>) -> IssuanceView {
+    IssuanceView {
+        current_status: record.status_at(now),
+        record,
+    }
+}
+
+/// The listing page.
+#[derive(Serialize)]
+pub struct ListResponse {
+    items: Vec<IssuanceView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListResponse>, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::new(
+            Code::Forbidden,
+            "listing issuances needs the admin role",
+        ));
+    }
+    let Query(q) = query.map_err(|e| {
+        Problem::new(
+            Code::InvalidRequest,
+            format!("bad query: {}; filters are principal, account, container, status (active|expired|revoked), since, until (RFC 3339), limit (1-1000), cursor", e.body_text()),
+        )
+    })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(Problem::new(
+            Code::InvalidRequest,
+            "limit must be between 1 and 1000",
+        ));
+    }
+    let filter = ListFilter {
+        principal: q.principal,
+        account: q.account,
+        container: q.container,
+        status: q.status,
+        since: q.since,
+        until: q.until,
+    };
+    let now = Utc::now();
+    let page = state
+        .ledger
+        .list(&filter, now, limit, q.cursor.as_deref())
+        .await
+        .map_err(|e| match e {
+            LedgerError::InvalidCursor => Problem::new(
+                Code::InvalidRequest,
+                "the cursor is not one this server returned; start again without it",
+            ),
+            other => Problem::server(Code::LedgerUnavailable, &other),
+        })?;
+    Ok(Json(ListResponse {
+        items: page.items.into_iter().map(|r| view(r, now)).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+) -> Result<Json<IssuanceView>, Problem> {
+    let not_found = || Problem::new(Code::NotFound, "no issuance with that id is visible to you");
+    let record = state
+        .ledger
+        .get(&id)
+        .await
+        .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))?
+        .ok_or_else(not_found)?;
+    // Another principal's issuance answers as if it did not exist.
+    if !caller.is_admin() && record.principal != caller.ledger_name() {
+        return Err(not_found());
+    }
+    Ok(Json(view(record, Utc::now())))
+}

@@ -1,0 +1,111 @@
+//! The HTTP API (DESIGN.md §3): routes, the middleware stack, and the translation between HTTP
+//! and the use cases in [`crate::broker`]. Handlers authenticate with the [`auth::Caller`]
+//! extractor and authorise on their first line.
+
+pub mod auth;
+mod health;
+mod issuances;
+pub mod problem;
+mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, header};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::broker::Broker;
+use crate::config::ApiKeyPrincipal;
+use crate::ledger::Ledger;
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+/// What the handlers share.
+pub struct Inner {
+    pub broker: Broker,
+    pub principals: Vec<ApiKeyPrincipal>,
+    pub ledger: Arc<dyn Ledger>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// `req_` + 16 random hex characters on every request.
+#[derive(Clone, Copy, Default)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let mut b = [0u8; 8];
+        getrandom::fill(&mut b).ok()?;
+        let id = format!(
+            "req_{}",
+            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+        );
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// The router with the whole middleware stack, in one visible place. Outermost first: request
+/// id, sensitive headers hidden from every later layer's logs, tracing (method, path, status,
+/// latency; never headers or bodies), panics turned into an opaque 500, a timeout and a body
+/// limit.
+pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Router {
+    let api = Router::new()
+        .route("/v1/tokens", post(tokens::create))
+        .route("/v1/issuances", get(issuances::list))
+        .route("/v1/issuances/{id}", get(issuances::show))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(|| async {
+            problem::Problem::new(
+                problem::Code::NotFound,
+                "no such endpoint; see /openapi.json",
+            )
+        })
+        .with_state(state);
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                })
+                .on_request(())
+                .on_response(|res: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {
+                    tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                }),
+        )
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(problem::Problem::server(
+                problem::Code::Internal,
+                &"a handler panicked",
+            ))
+        }))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout));
+    api.layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(stack)
+}

@@ -1,0 +1,180 @@
+//! Errors as `application/problem+json` (RFC 9457), with stable machine-readable codes.
+//!
+//! This is the one place where failures become HTTP. A 4xx says what to change; a 5xx carries
+//! only an error id, and the details go to the server log under that id.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Stable error codes. Their text form never changes once released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Code {
+    Unauthenticated,
+    Forbidden,
+    InvalidRequest,
+    AccountScopeForbidden,
+    TtlExceedsPolicy,
+    PermissionNotAllowed,
+    ScopeNotAllowed,
+    NoMatchingRule,
+    ReasonRequired,
+    IpRequired,
+    InvalidName,
+    UnknownAccount,
+    LedgerUnavailable,
+    NotFound,
+    PayloadTooLarge,
+    Internal,
+}
+
+impl Code {
+    /// The snake_case text of the code.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthenticated => "unauthenticated",
+            Code::Forbidden => "forbidden",
+            Code::InvalidRequest => "invalid_request",
+            Code::AccountScopeForbidden => "account_scope_forbidden",
+            Code::TtlExceedsPolicy => "ttl_exceeds_policy",
+            Code::PermissionNotAllowed => "permission_not_allowed",
+            Code::ScopeNotAllowed => "scope_not_allowed",
+            Code::NoMatchingRule => "no_matching_rule",
+            Code::ReasonRequired => "reason_required",
+            Code::IpRequired => "ip_required",
+            Code::InvalidName => "invalid_name",
+            Code::UnknownAccount => "unknown_account",
+            Code::LedgerUnavailable => "ledger_unavailable",
+            Code::NotFound => "not_found",
+            Code::PayloadTooLarge => "payload_too_large",
+            Code::Internal => "internal",
+        }
+    }
+
+    fn status(self) -> StatusCode {
+        match self {
+            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Forbidden
+            | Code::AccountScopeForbidden
+            | Code::TtlExceedsPolicy
+            | Code::PermissionNotAllowed
+            | Code::ScopeNotAllowed
+            | Code::NoMatchingRule
+            | Code::ReasonRequired
+            | Code::IpRequired => StatusCode::FORBIDDEN,
+            Code::InvalidRequest | Code::InvalidName | Code::UnknownAccount => {
+                StatusCode::BAD_REQUEST
+            }
+            Code::NotFound => StatusCode::NOT_FOUND,
+            Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn title(self) -> &'static str {
+        match self {
+            Code::Unauthenticated => "Authentication required",
+            Code::Forbidden => "Forbidden",
+            Code::InvalidRequest => "Invalid request",
+            Code::AccountScopeForbidden => "Account-wide access is never granted",
+            Code::TtlExceedsPolicy => "Lifetime exceeds policy",
+            Code::PermissionNotAllowed => "Permission not allowed",
+            Code::ScopeNotAllowed => "Scope not allowed",
+            Code::NoMatchingRule => "No policy rule allows this",
+            Code::ReasonRequired => "A reason is required",
+            Code::IpRequired => "An IP restriction is required",
+            Code::InvalidName => "Invalid name",
+            Code::UnknownAccount => "Unknown storage account",
+            Code::LedgerUnavailable => "Issuance ledger unavailable",
+            Code::NotFound => "Not found",
+            Code::PayloadTooLarge => "Request body too large",
+            Code::Internal => "Internal error",
+        }
+    }
+}
+
+/// A problem document.
+#[derive(Clone, Debug, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: String,
+    pub code: Code,
+    /// For policy denials: one reason per rule considered.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<String>,
+    /// For 5xx: the id under which the server logged the details.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<String>,
+}
+
+impl Problem {
+    /// A 4xx problem with an actionable detail.
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self {
+            kind: format!("urn:sasgate:problem:{}", code.as_str()),
+            title: code.title(),
+            status: code.status().as_u16(),
+            detail: detail.into(),
+            code,
+            reasons: Vec::new(),
+            error_id: None,
+        }
+    }
+
+    /// Adds per-rule reasons.
+    pub fn with_reasons(mut self, reasons: Vec<String>) -> Self {
+        self.reasons = reasons;
+        self
+    }
+
+    /// A 5xx problem: logs `cause` under a fresh error id and reveals only the id.
+    pub fn server(code: Code, cause: &dyn std::fmt::Display) -> Self {
+        let error_id = new_error_id();
+        tracing::error!(error_id = %error_id, code = code.as_str(), error = %cause, "request failed");
+        let mut p = Self::new(
+            code,
+            "the service could not complete the request; quote the error id when reporting it",
+        );
+        if code == Code::LedgerUnavailable {
+            p.detail = "the issuance ledger cannot record issuances right now, so no token was issued; retry later and quote the error id if it persists".into();
+        }
+        p.error_id = Some(error_id);
+        p
+    }
+}
+
+/// `err_` + 16 random hex characters.
+pub fn new_error_id() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        return "err_unavailable".into();
+    }
+    format!(
+        "err_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body =
+            serde_json::to_vec(&self).unwrap_or_else(|_| b"{\"code\":\"internal\"}".to_vec());
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
+    }
+}

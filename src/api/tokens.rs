@@ -1,0 +1,72 @@
+//! `POST /v1/tokens`.
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use super::auth::Caller;
+use super::problem::{Code, Problem};
+use crate::broker::{MintError, MintRequest};
+
+/// Mints a SAS for the caller (any principal), if policy allows.
+pub async fn create(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Caller(principal): Caller,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let Ok(body) = body else {
+        return Problem::new(
+            Code::PayloadTooLarge,
+            "the request body is too large; a mint request is a small JSON object",
+        )
+        .into_response();
+    };
+    let now = chrono::Utc::now();
+    let client = Some(peer.ip().to_string());
+    let request = serde_json::from_slice::<serde_json::Value>(&body)
+        .map_err(|_| MintError::InvalidRequest("the body must be JSON, for example {\"account\": \"…\", \"container\": \"…\", \"blob\": \"…\"}".into()))
+        .and_then(|v| MintRequest::from_json(&v));
+    match state.broker.mint(&principal, request, now, client).await {
+        Ok(minted) => {
+            let mut response = (StatusCode::CREATED, axum::Json(minted)).into_response();
+            // The body holds a secret: no cache may keep it.
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Err(e) => problem_of(e).into_response(),
+    }
+}
+
+/// The one mapping from mint errors to problems.
+pub fn problem_of(e: MintError) -> Problem {
+    use crate::policy::DenyCode;
+    match e {
+        MintError::AccountScope(m) => Problem::new(Code::AccountScopeForbidden, m),
+        MintError::InvalidRequest(m) => Problem::new(Code::InvalidRequest, m),
+        MintError::InvalidName(m) => Problem::new(Code::InvalidName, m),
+        MintError::UnknownAccount(m) => Problem::new(Code::UnknownAccount, m),
+        MintError::Sign(s) => Problem::new(Code::InvalidRequest, s.to_string()),
+        MintError::Denied(d) => {
+            let code = match d.code {
+                DenyCode::NoMatchingRule => Code::NoMatchingRule,
+                DenyCode::ScopeNotAllowed => Code::ScopeNotAllowed,
+                DenyCode::PermissionNotAllowed => Code::PermissionNotAllowed,
+                DenyCode::TtlExceedsPolicy => Code::TtlExceedsPolicy,
+                DenyCode::ReasonRequired => Code::ReasonRequired,
+                DenyCode::IpRequired => Code::IpRequired,
+            };
+            let reasons = d
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.rule_id, r.reason))
+                .collect();
+            Problem::new(code, d.message).with_reasons(reasons)
+        }
+        MintError::Ledger(l) => Problem::server(Code::LedgerUnavailable, &l),
+    }
+}

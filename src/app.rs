@@ -1,0 +1,206 @@
+//! Start-up and shutdown: [`Application::build`] validates everything and binds the listener
+//! (port 0 picks a free port, see [`Application::local_addr`]); [`Application::run_until_stopped`]
+//! serves until SIGTERM or Ctrl-C and drains the requests in flight.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::{self, AppState, Inner};
+use crate::broker::Broker;
+use crate::config::Config;
+use crate::ledger::sqlite::{SqliteLedger, SqliteOptions};
+use crate::ledger::{Ledger, RevocationMode};
+use crate::policy::{PolicyLimits, PolicySet};
+
+/// Why the server did not start. Messages name what to fix and carry no secret.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("policy in {dir}:\n{errors}")]
+    Policy { dir: String, errors: String },
+    #[error("the ledger cannot be opened: {0}")]
+    Ledger(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// A built server, bound and ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    grace: std::time::Duration,
+    ledger: Arc<dyn Ledger>,
+}
+
+/// Loads and validates the policy directory exactly as the server does.
+pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
+    let limits = PolicyLimits {
+        max_ttl: config.max_ttl,
+        default_ttl: config.default_ttl,
+    };
+    let dir = config.policy_dir.display().to_string();
+    let set = PolicySet::load_dir(&config.policy_dir, &limits).map_err(|errors| {
+        StartupError::Policy {
+            dir: dir.clone(),
+            errors: errors
+                .iter()
+                .map(|e| format!("  - {e}"))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        }
+    })?;
+    // Revocation through stored access policies and broker links is not built yet: a rule that
+    // asks for it must not be served as if it were revocable.
+    let unsupported: Vec<String> = set
+        .rules()
+        .iter()
+        .filter(|r| r.revocation() != RevocationMode::ExpiryOnly)
+        .map(|r| {
+            format!(
+                "  - rule {}: revocation = {} is not available in this version; use expiry_only",
+                r.id(),
+                r.revocation().as_str()
+            )
+        })
+        .collect();
+    if !unsupported.is_empty() {
+        return Err(StartupError::Policy {
+            dir,
+            errors: unsupported.join("\n"),
+        });
+    }
+    let unknown_accounts: Vec<String> = set
+        .rules()
+        .iter()
+        .filter(|r| !config.accounts.contains_key(r.account()))
+        .map(|r| {
+            format!(
+                "  - rule {}: account '{}' is not configured under [[accounts]]",
+                r.id(),
+                r.account()
+            )
+        })
+        .collect();
+    if !unknown_accounts.is_empty() {
+        return Err(StartupError::Policy {
+            dir,
+            errors: unknown_accounts.join("\n"),
+        });
+    }
+    Ok(set)
+}
+
+impl Application {
+    /// Opens the ledger, loads the policy and binds the listener.
+    pub async fn build(config: Config) -> Result<Self, StartupError> {
+        let policy = Arc::new(load_policy(&config)?);
+        let options = SqliteOptions {
+            max_denials: config.max_denials,
+            ..SqliteOptions::default()
+        };
+        let url = config.ledger_url.clone();
+        let ledger: Arc<dyn Ledger> = Arc::new(
+            tokio::task::spawn_blocking(move || SqliteLedger::open(&url, options))
+                .await
+                .map_err(|e| StartupError::Ledger(e.to_string()))?
+                .map_err(|e| StartupError::Ledger(e.to_string()))?,
+        );
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartupError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let state = AppState(Arc::new(Inner {
+            broker: Broker {
+                accounts: config.accounts.clone(),
+                policy,
+                ledger: ledger.clone(),
+                start_backdate: config.start_backdate,
+            },
+            principals: config.principals.clone(),
+            ledger: ledger.clone(),
+        }));
+        let router = api::router(state, config.request_timeout, config.max_body_bytes);
+        Ok(Self {
+            listener,
+            router,
+            grace: config.shutdown_grace,
+            ledger,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The ledger the server writes to.
+    pub fn ledger(&self) -> Arc<dyn Ledger> {
+        self.ledger.clone()
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then stops accepting and drains requests in flight for at
+    /// most the configured grace period.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `stop` completes, then drains as above.
+    pub async fn run_until(
+        self,
+        stop: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            stop.await;
+            tracing::info!("shutting down: draining requests in flight");
+            let _ = stopped_tx.send(());
+        });
+        let grace = self.grace;
+        tokio::select! {
+            result = server => result,
+            () = async move {
+                let _ = stopped_rx.await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "grace period over; closing the remaining connections");
+                Ok(())
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,442 @@
+//! Minting: the one flow of DESIGN.md §1, as plain functions of their inputs ("now" included).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::auth::Principal;
+use crate::config::Account;
+use crate::ledger::{
+    DenialRecord, IssuanceRecord, Ledger, LedgerError, RevocationMode, SigningMode, StoredStatus,
+    new_id,
+};
+use crate::policy::{AccessRequest, Decision, Denial, PolicySet, Subject, parse_duration};
+use crate::sas::ip::IpRange;
+use crate::sas::name::{BlobName, ContainerName};
+use crate::sas::perms::{Permissions, Resource};
+use crate::sas::sign::{BlobSas, Protocol, ResponseOverrides, SignError, Target, sign_service};
+
+/// The fields a mint request may carry. Anything else is refused.
+const FIELDS: &[&str] = &[
+    "account",
+    "container",
+    "blob",
+    "permissions",
+    "ttl",
+    "ip",
+    "reason",
+];
+/// Fields that only an account SAS has, or that ask for account or service scope.
+const ACCOUNT_FIELDS: &[&str] = &[
+    "ss",
+    "srt",
+    "services",
+    "resource_types",
+    "signed_services",
+    "signed_resource_types",
+];
+/// The longest reason kept.
+const MAX_REASON_CHARS: usize = 500;
+
+/// A parsed, canonicalised mint request.
+#[derive(Clone, Debug)]
+pub struct MintRequest {
+    pub account: String,
+    pub container: ContainerName,
+    pub blob: Option<BlobName>,
+    pub permissions: Permissions,
+    pub ttl: Option<Duration>,
+    pub ip: Option<IpRange>,
+    pub reason: Option<String>,
+}
+
+/// Why a mint was refused. Each maps to one problem code.
+#[derive(Debug, thiserror::Error)]
+pub enum MintError {
+    #[error("{0}")]
+    AccountScope(String),
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("{0}")]
+    UnknownAccount(String),
+    #[error("{}", .0.message)]
+    Denied(Denial),
+    #[error("the token could not be signed: {0}")]
+    Sign(#[from] SignError),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+}
+
+impl MintError {
+    /// The stable code of the refusal, as recorded in denials.
+    pub fn code(&self) -> &'static str {
+        match self {
+            MintError::AccountScope(_) => "account_scope_forbidden",
+            MintError::InvalidRequest(_) | MintError::Sign(_) => "invalid_request",
+            MintError::InvalidName(_) => "invalid_name",
+            MintError::UnknownAccount(_) => "unknown_account",
+            MintError::Denied(d) => d.code.as_str(),
+            MintError::Ledger(_) => "ledger_unavailable",
+        }
+    }
+}
+
+/// A minted token and its record. The URL and query are secrets: they go to the caller only.
+#[derive(Clone, Serialize)]
+pub struct Minted {
+    pub id: String,
+    pub url: String,
+    pub sas: String,
+    pub resource: &'static str,
+    pub permissions: String,
+    pub starts_on: DateTime<Utc>,
+    pub expires_on: DateTime<Utc>,
+    pub rule: String,
+    pub revocation: RevocationMode,
+}
+
+impl std::fmt::Debug for Minted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Minted")
+            .field("id", &self.id)
+            .field("rule", &self.rule)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MintRequest {
+    /// Parses the JSON body. Account-wide requests in any form are refused with
+    /// `account_scope_forbidden` before anything else is looked at, so that the refusal says
+    /// what is wrong rather than "unknown field".
+    pub fn from_json(body: &serde_json::Value) -> Result<Self, MintError> {
+        let obj = body
+            .as_object()
+            .ok_or_else(|| MintError::InvalidRequest("the body must be a JSON object".into()))?;
+        if let Some(k) = ACCOUNT_FIELDS.iter().find(|k| obj.contains_key(**k)) {
+            return Err(MintError::AccountScope(format!(
+                "'{k}' asks for an account SAS; sasgate only issues SAS scoped to one container or one blob"
+            )));
+        }
+        if let Some(r) = obj.get("resource").and_then(|v| v.as_str()) {
+            if matches!(r, "account" | "service" | "s") {
+                return Err(MintError::AccountScope(format!(
+                    "resource '{r}' is account-wide; ask for one container or one blob"
+                )));
+            }
+        }
+        if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
+            return Err(MintError::InvalidRequest(format!(
+                "unknown field '{}'; the fields are {}",
+                truncate(unknown, 40),
+                FIELDS.join(", ")
+            )));
+        }
+        let text = |k: &str| -> Result<Option<&str>, MintError> {
+            match obj.get(k) {
+                None | Some(serde_json::Value::Null) => Ok(None),
+                Some(serde_json::Value::String(s)) => Ok(Some(s.as_str())),
+                Some(_) => Err(MintError::InvalidRequest(format!("'{k}' must be a string"))),
+            }
+        };
+        let account = text("account")?.filter(|a| !a.is_empty()).ok_or_else(|| {
+            MintError::InvalidRequest("'account' is required: the storage account name".into())
+        })?;
+        let container = match text("container")? {
+            None | Some("") => {
+                return Err(MintError::AccountScope(
+                    "no container given: that would be account-wide; name one container".into(),
+                ));
+            }
+            Some(c) if c.contains(['*', '?', '[']) => {
+                return Err(MintError::AccountScope(
+                    "wildcards in the container would reach several containers; name one container"
+                        .into(),
+                ));
+            }
+            Some(c) => ContainerName::parse(c)
+                .map_err(|e| MintError::InvalidName(format!("container: {e}")))?,
+        };
+        let blob = match text("blob")? {
+            None => None,
+            Some(b) if b.contains(['*', '?']) => {
+                return Err(MintError::InvalidName(
+                    "blob: wildcards are not supported; a SAS covers one blob, or leave 'blob' out for the container".into(),
+                ));
+            }
+            Some(b) => {
+                Some(BlobName::parse(b).map_err(|e| MintError::InvalidName(format!("blob: {e}")))?)
+            }
+        };
+        let resource = if blob.is_some() {
+            Resource::Blob
+        } else {
+            Resource::Container
+        };
+        let permissions = match text("permissions")? {
+            None => Permissions::READ,
+            Some(p) => Permissions::parse(p, resource)
+                .map_err(|e| MintError::InvalidRequest(format!("permissions: {e}")))?,
+        };
+        let ttl = match obj.get("ttl") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(parse_ttl(v)?),
+        };
+        let ip = text("ip")?
+            .map(|i| IpRange::parse(i).map_err(|e| MintError::InvalidRequest(format!("ip: {e}"))))
+            .transpose()?;
+        let reason = match text("reason")? {
+            None => None,
+            Some(r) if r.chars().count() > MAX_REASON_CHARS => {
+                return Err(MintError::InvalidRequest(format!(
+                    "reason: at most {MAX_REASON_CHARS} characters"
+                )));
+            }
+            Some(r) if r.chars().any(char::is_control) => {
+                return Err(MintError::InvalidRequest(
+                    "reason: no control characters".into(),
+                ));
+            }
+            Some(r) if r.trim().is_empty() => None,
+            Some(r) => Some(r.trim().to_owned()),
+        };
+        Ok(Self {
+            account: account.to_owned(),
+            container,
+            blob,
+            permissions,
+            ttl,
+            ip,
+            reason,
+        })
+    }
+
+    fn summary(&self) -> serde_json::Value {
+        serde_json::json!({
+            "account": truncate(&self.account, 64),
+            "container": self.container.as_str(),
+            "blob": self.blob.as_ref().map(|b| truncate(b.as_str(), 256)),
+            "permissions": self.permissions.as_string(),
+            "ttl_seconds": self.ttl.map(|t| t.num_seconds()),
+            "ip": self.ip.map(|i| i.to_string()),
+        })
+    }
+}
+
+/// A TTL: a duration text (`90s`, `15m`, `1h`) or a positive number of seconds.
+pub fn parse_ttl(v: &serde_json::Value) -> Result<Duration, MintError> {
+    let bad = || {
+        MintError::InvalidRequest(
+            "ttl: give a duration such as 90s, 15m or 1h, or a number of seconds".into(),
+        )
+    };
+    let ttl = match v {
+        serde_json::Value::String(s) => parse_duration(s).map_err(|_| bad())?,
+        serde_json::Value::Number(n) => Duration::seconds(
+            n.as_i64()
+                .filter(|s| *s > 0 && *s < 10 * 365 * 86_400)
+                .ok_or_else(bad)?,
+        ),
+        _ => return Err(bad()),
+    };
+    if ttl <= Duration::zero() {
+        return Err(bad());
+    }
+    Ok(ttl)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// Everything a mint needs, shared by all requests.
+pub struct Broker {
+    pub accounts: BTreeMap<String, Account>,
+    pub policy: Arc<PolicySet>,
+    pub ledger: Arc<dyn Ledger>,
+    /// How far `st` is set before the time of issue (clock skew).
+    pub start_backdate: Duration,
+}
+
+impl Broker {
+    /// Decides, signs and records. The token is returned only once its record is durable; a
+    /// refusal is recorded as a denial (best effort, never delaying the refusal).
+    pub async fn mint(
+        &self,
+        principal: &Principal,
+        request: Result<MintRequest, MintError>,
+        now: DateTime<Utc>,
+        client_addr: Option<String>,
+    ) -> Result<Minted, MintError> {
+        let result = match request {
+            Ok(req) => self
+                .mint_parsed(principal, &req, now, client_addr.clone())
+                .await
+                .map_err(|e| (e, Some(req))),
+            Err(e) => Err((e, None)),
+        };
+        match result {
+            Ok(m) => Ok(m),
+            Err((e, req)) => {
+                if !matches!(e, MintError::Ledger(_)) {
+                    self.deny(Some(principal), &e, req.as_ref(), now, client_addr)
+                        .await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Records a refusal, best effort.
+    pub async fn deny(
+        &self,
+        principal: Option<&Principal>,
+        error: &MintError,
+        request: Option<&MintRequest>,
+        now: DateTime<Utc>,
+        client_addr: Option<String>,
+    ) {
+        let Ok(id) = new_id("den_", now) else { return };
+        let reasons = match error {
+            MintError::Denied(d) => d
+                .reasons
+                .iter()
+                .map(|r| format!("{}: {}", r.rule_id, r.reason))
+                .collect(),
+            other => vec![other.to_string()],
+        };
+        self.ledger
+            .record_denial(DenialRecord {
+                id,
+                at: now,
+                principal: principal.map(Principal::ledger_name),
+                client_addr,
+                code: error.code().to_owned(),
+                request: request
+                    .map(MintRequest::summary)
+                    .unwrap_or(serde_json::Value::Null),
+                reasons,
+            })
+            .await;
+    }
+
+    async fn mint_parsed(
+        &self,
+        principal: &Principal,
+        req: &MintRequest,
+        now: DateTime<Utc>,
+        client_addr: Option<String>,
+    ) -> Result<Minted, MintError> {
+        let account = self.accounts.get(&req.account).ok_or_else(|| {
+            MintError::UnknownAccount(format!(
+                "no storage account '{}' is configured; ask an admin which accounts sasgate serves",
+                truncate(&req.account, 64)
+            ))
+        })?;
+        let subject = Subject {
+            name: principal.name.clone(),
+            roles: principal.roles.clone(),
+            oidc: None,
+        };
+        let access = AccessRequest {
+            account: req.account.clone(),
+            container: req.container.clone(),
+            blob: req.blob.clone(),
+            permissions: req.permissions,
+            ttl: req.ttl,
+            ip: req.ip,
+            reason: req.reason.clone(),
+        };
+        let grant = match self.policy.decide(&subject, &access) {
+            Decision::Allow(g) => g,
+            Decision::Deny(d) => return Err(MintError::Denied(d)),
+        };
+        if grant.revocation != RevocationMode::ExpiryOnly {
+            // Load-time validation refuses these modes until they are built; this is the
+            // fail-closed backstop.
+            return Err(MintError::InvalidRequest(format!(
+                "rule '{}' asks for revocation = {}, which this server cannot provide yet",
+                grant.rule_id,
+                grant.revocation.as_str()
+            )));
+        }
+        let starts_on = now - self.start_backdate;
+        let expires_on = now + grant.ttl;
+        let target = match &req.blob {
+            Some(b) => Target::Blob(b.clone()),
+            None => Target::Container,
+        };
+        let sas = BlobSas {
+            account: account.name.clone(),
+            container: req.container.clone(),
+            target,
+            permissions: Some(grant.permissions),
+            start: Some(starts_on),
+            expiry: Some(expires_on),
+            ip: grant.ip,
+            protocol: Some(if account.insecure_allow_http {
+                Protocol::HttpsAndHttp
+            } else {
+                Protocol::HttpsOnly
+            }),
+            encryption_scope: None,
+            overrides: ResponseOverrides::default(),
+            version: account.sas_version,
+        };
+        let token = sign_service(&sas, None, &account.key)?;
+        let id = new_id("iss_", now)?;
+        let record = IssuanceRecord {
+            id: id.clone(),
+            issued_at: now,
+            principal: principal.ledger_name(),
+            principal_claims: None,
+            client_addr,
+            account: req.account.clone(),
+            container: req.container.as_str().to_owned(),
+            blob: req.blob.as_ref().map(|b| b.as_str().to_owned()),
+            resource: sas.target.resource().code().to_owned(),
+            permissions: grant.permissions.as_string(),
+            starts_on: token_time(starts_on),
+            expires_on: token_time(expires_on),
+            ip: grant.ip.map(|i| i.to_string()),
+            protocol: token.param("spr").unwrap_or("").to_owned(),
+            version: token.param("sv").unwrap_or("").to_owned(),
+            rule: grant.rule_id.clone(),
+            reason: req.reason.clone(),
+            signing_mode: SigningMode::AccountKey,
+            revocation: grant.revocation,
+            policy_id: None,
+            signature_sha256: token.signature_sha256(),
+            status: StoredStatus::Active,
+            revoked_at: None,
+            revoked_by: None,
+            revoke_reason: None,
+        };
+        // Fail closed: the token exists only in this function until the record is durable.
+        self.ledger.append(record).await?;
+        tracing::info!(issuance = %id, principal = %principal.name, rule = %grant.rule_id, account = %req.account, container = %req.container, "issued");
+        Ok(Minted {
+            id,
+            url: token.url(&account.blob_endpoint, &req.container, req.blob.as_ref()),
+            sas: token.query(),
+            resource: if req.blob.is_some() {
+                "blob"
+            } else {
+                "container"
+            },
+            permissions: grant.permissions.as_string(),
+            starts_on: token_time(starts_on),
+            expires_on: token_time(expires_on),
+            rule: grant.rule_id,
+            revocation: grant.revocation,
+        })
+    }
+}
+
+/// The time as the token carries it (whole seconds).
+fn token_time(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.timestamp(), 0).unwrap_or(t)
+}

@@ -1,0 +1,5 @@
+//! Use cases, free of HTTP types: parse and canonicalise a mint request, decide by policy, sign,
+//! and record durably before the token is returned.
+mod mint;
+
+pub use mint::{Broker, MintError, MintRequest, Minted, parse_ttl};

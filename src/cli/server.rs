@@ -1,0 +1,239 @@
+//! `sasgate serve`, `keygen`, `policy check` and `policy explain`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use crate::app::{Application, load_policy};
+use crate::config::Config;
+
+fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+pub async fn serve(config_path: Option<PathBuf>) -> ExitCode {
+    let config = match load_config(config_path.as_deref()) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    crate::telemetry::init(config.log_json, &config.log_level);
+    let app = match Application::build(config).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match app.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "sasgate listening"),
+        Err(e) => tracing::warn!("cannot read the bound address: {e}"),
+    }
+    match app.run_until_stopped().await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("server error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn keygen() -> ExitCode {
+    match crate::auth::generate_api_key() {
+        Ok(k) => {
+            println!("api key (give to the principal, shown once): {}", k.key);
+            println!(
+                "api_key_sha256 (put in config):            {}",
+                k.sha256_hex
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: no randomness available: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub fn policy_check(config_path: Option<&Path>) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    match load_policy(&config) {
+        Ok(set) => {
+            println!(
+                "ok: {} rules in {}",
+                set.rules().len(),
+                config.policy_dir.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sasgate policy explain`: the decision and, rule by rule, where each one stopped.
+#[allow(clippy::too_many_arguments)]
+pub fn policy_explain(
+    config_path: Option<&Path>,
+    principal: &str,
+    account: String,
+    container: String,
+    blob: Option<String>,
+    perms: Option<String>,
+    ttl: Option<String>,
+    ip: Option<String>,
+    reason: Option<String>,
+) -> ExitCode {
+    use crate::broker::MintRequest;
+    use crate::policy::{AccessRequest, Decision, Subject};
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let set = match load_policy(&config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let Some(p) = config.principals.iter().find(|p| p.name == principal) else {
+        eprintln!("error: no principal '{principal}' in the configuration");
+        return ExitCode::from(2);
+    };
+    let mut body = serde_json::json!({ "account": account, "container": container });
+    for (k, v) in [
+        ("blob", blob),
+        ("permissions", perms),
+        ("ttl", ttl),
+        ("ip", ip),
+        ("reason", reason),
+    ] {
+        if let Some(v) = v {
+            body[k] = serde_json::Value::String(v);
+        }
+    }
+    let req = match MintRequest::from_json(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            println!("refused before policy ({}): {e}", e.code());
+            return ExitCode::from(1);
+        }
+    };
+    let subject = Subject {
+        name: p.name.clone(),
+        roles: p.roles.clone(),
+        oidc: None,
+    };
+    let access = AccessRequest {
+        account: req.account,
+        container: req.container,
+        blob: req.blob,
+        permissions: req.permissions,
+        ttl: req.ttl,
+        ip: req.ip,
+        reason: req.reason,
+    };
+    let explanation = set.explain(&subject, &access);
+    for r in &explanation.rules {
+        println!(
+            "  {:<32} {:<10} {}",
+            r.rule_id,
+            format!("{:?}", r.stage).to_lowercase(),
+            r.reason
+        );
+    }
+    match explanation.decision {
+        Decision::Allow(g) => {
+            println!(
+                "ALLOW by rule {}: permissions {}, ttl {}s, revocation {}",
+                g.rule_id,
+                g.permissions,
+                g.ttl.num_seconds(),
+                g.revocation.as_str()
+            );
+            ExitCode::SUCCESS
+        }
+        Decision::Deny(d) => {
+            println!("DENY {}: {}", d.code.as_str(), d.message);
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `sasgate dev seed`: creates the containers and a demo blob the shipped policies name, on
+/// every configured account whose endpoint is on this machine (an emulator). Never touches a
+/// remote account.
+pub async fn dev_seed(config_path: Option<&Path>) -> ExitCode {
+    use crate::azure::BlobServiceClient;
+    use crate::sas::name::{BlobName, ContainerName};
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut seeded = 0;
+    for account in config.accounts.values() {
+        let local = match account.blob_endpoint.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        if !local {
+            println!("skipping {}: not a local emulator", account.name);
+            continue;
+        }
+        let client = match BlobServiceClient::new(
+            account.name.as_str(),
+            account.blob_endpoint.clone(),
+            account.ca_file.as_deref(),
+            account.key.clone(),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        let blobs = [
+            ("models", "published/hello-model.txt", "a published model\n"),
+            ("datasets", "survey.csv", "question,answer\nq1,42\n"),
+            ("ci-build", "README.txt", "CI artifacts land here\n"),
+        ];
+        for (c, b, body) in blobs {
+            let (Ok(c), Ok(b)) = (ContainerName::parse(c), BlobName::parse(b)) else {
+                continue;
+            };
+            if let Err(e) = client.create_container(&c).await {
+                eprintln!("error: creating {c} on {}: {e}", account.name);
+                return ExitCode::from(1);
+            }
+            if let Err(e) = client
+                .put_blob(&c, &b, body.as_bytes().to_vec(), "text/plain")
+                .await
+            {
+                eprintln!("error: writing {c}/{b} on {}: {e}", account.name);
+                return ExitCode::from(1);
+            }
+            seeded += 1;
+        }
+        println!(
+            "seeded {}: models/published/hello-model.txt, datasets/survey.csv, ci-build/README.txt",
+            account.name
+        );
+    }
+    if seeded == 0 {
+        println!("nothing seeded: no local emulator account in the configuration");
+    }
+    ExitCode::SUCCESS
+}

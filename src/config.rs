@@ -1,0 +1,636 @@
+//! Configuration: built-in defaults < `config/sasgate.toml` < `SASGATE_…` environment variables
+//! (`__` separates nesting levels, e.g. `SASGATE_SERVER__LISTEN=127.0.0.1:0`), plus `…_FILE`
+//! variables whose file content becomes the value of the key without `_FILE`.
+//!
+//! [`Config::load`] reads and validates everything at start-up. Every error names the key and
+//! the fix and never echoes a value, since a value may be a secret pasted in the wrong place.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::Duration;
+use figment::Figment;
+use figment::providers::{Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::parse_duration;
+use crate::sas::name::AccountName;
+use crate::sas::version::SasVersion;
+use crate::secret::SigningKey;
+
+/// The configuration file read when no other is named.
+pub const DEFAULT_CONFIG_FILE: &str = "config/sasgate.toml";
+/// The ceiling no configuration may raise `limits.max_ttl` above.
+pub const ABSOLUTE_MAX_TTL: Duration = Duration::days(7);
+/// Top-level sections that `SASGATE_` variables may set. Other `SASGATE_` variables (account
+/// keys named by `key_env`, the CLI's `SASGATE_URL`/`SASGATE_TOKEN`) are not configuration.
+const SECTIONS: &[&str] = &["server", "ledger", "limits", "policy", "log", "principals"];
+
+/// The raw configuration, as deserialised. See `config/sasgate.toml` for every key.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub server: ServerSection,
+    pub ledger: LedgerSection,
+    pub limits: LimitsSection,
+    pub policy: PolicySection,
+    pub log: LogSection,
+    #[serde(default)]
+    pub accounts: Vec<AccountSection>,
+    #[serde(default)]
+    pub principals: BTreeMap<String, PrincipalSection>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub listen: String,
+    pub public_url: String,
+    /// Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
+    pub allow_plain_http: bool,
+    pub request_timeout: String,
+    pub max_body_bytes: usize,
+    /// How long graceful shutdown waits for requests in flight.
+    pub shutdown_grace: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    pub url: String,
+    pub max_denials: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSection {
+    pub max_ttl: String,
+    pub default_ttl: String,
+    pub start_backdate: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySection {
+    pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `sasgate=debug,info`.
+    pub level: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountSection {
+    pub name: String,
+    /// Default `https://<name>.blob.core.windows.net`.
+    pub blob_endpoint: Option<String>,
+    /// The environment variable holding the base64 account key.
+    pub key_env: Option<String>,
+    /// A file holding the base64 account key.
+    pub key_file: Option<PathBuf>,
+    /// A PEM file of extra CA certificates to trust for this endpoint (emulator, private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Sign `spr=https,http` instead of `spr=https`. For a local emulator on plain HTTP only.
+    #[serde(default)]
+    pub insecure_allow_http: bool,
+    /// The SAS version to sign with; default the newest supported.
+    pub sas_version: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrincipalSection {
+    /// Lowercase hex SHA-256 of the principal's API key (`sasgate keygen` prints both).
+    pub api_key_sha256: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerSection {
+                listen: "127.0.0.1:8080".into(),
+                public_url: "http://127.0.0.1:8080".into(),
+                allow_plain_http: false,
+                request_timeout: "10s".into(),
+                max_body_bytes: 16 * 1024,
+                shutdown_grace: "20s".into(),
+            },
+            ledger: LedgerSection {
+                url: "sqlite://data/sasgate.db".into(),
+                max_denials: 100_000,
+            },
+            limits: LimitsSection {
+                max_ttl: "1h".into(),
+                default_ttl: "15m".into(),
+                start_backdate: "15m".into(),
+            },
+            policy: PolicySection {
+                dir: PathBuf::from("policy"),
+            },
+            log: LogSection {
+                format: "text".into(),
+                level: "info".into(),
+            },
+            accounts: Vec::new(),
+            principals: BTreeMap::new(),
+        }
+    }
+}
+
+/// One configuration problem: the key and what to do. Never holds a configured value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+/// All problems found, reported together.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n{}", .0.iter().map(|e| format!("  - {e}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+/// A storage account sasgate signs for.
+#[derive(Clone, Debug)]
+pub struct Account {
+    pub name: AccountName,
+    pub blob_endpoint: url::Url,
+    pub key: SigningKey,
+    pub ca_file: Option<PathBuf>,
+    pub insecure_allow_http: bool,
+    pub sas_version: SasVersion,
+}
+
+/// A principal that authenticates with an API key.
+#[derive(Clone, Debug)]
+pub struct ApiKeyPrincipal {
+    pub name: String,
+    /// SHA-256 of the API key.
+    pub api_key_sha256: [u8; 32],
+    pub roles: Vec<String>,
+}
+
+/// Validated configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub public_url: url::Url,
+    pub request_timeout: std::time::Duration,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: std::time::Duration,
+    pub ledger_url: String,
+    pub max_denials: usize,
+    pub max_ttl: Duration,
+    pub default_ttl: Duration,
+    pub start_backdate: Duration,
+    pub policy_dir: PathBuf,
+    pub log_json: bool,
+    pub log_level: String,
+    pub accounts: BTreeMap<String, Account>,
+    pub principals: Vec<ApiKeyPrincipal>,
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if it exists; a missing file named explicitly is an error),
+    /// then the environment, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// As [`Config::load`] with an explicit environment, for tests.
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigErrors> {
+        let raw = Self::figment(file, env)?;
+        validate(raw, env)
+    }
+
+    fn figment(file: Option<&Path>, env: &[(String, String)]) -> Result<RawConfig, ConfigErrors> {
+        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(one(
+                    "config file",
+                    format!(
+                        "{} does not exist; pass an existing file or none",
+                        path.display()
+                    ),
+                ));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        let mut errors = Vec::new();
+        let mut values: Vec<(String, String)> = Vec::new();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("SASGATE_") else {
+                continue;
+            };
+            let (rest, from_file) = match rest.strip_suffix("_FILE") {
+                Some(r) => (r, true),
+                None => (rest, false),
+            };
+            let section = rest.split("__").next().unwrap_or("").to_ascii_lowercase();
+            if !SECTIONS.contains(&section.as_str()) {
+                continue;
+            }
+            let value = if from_file {
+                match std::fs::read_to_string(value) {
+                    Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
+                    Err(e) => {
+                        errors.push(ConfigError {
+                            key: name.clone(),
+                            message: format!("cannot read the file it names: {}", e.kind()),
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                value.clone()
+            };
+            values.push((rest.to_owned(), value));
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        // Applied in a fixed order (sorted by name) so the result does not depend on the order
+        // of the environment.
+        values.sort();
+        for (key, value) in values {
+            let path = key
+                .split("__")
+                .map(|s| s.to_ascii_lowercase())
+                .collect::<Vec<_>>()
+                .join(".");
+            figment = figment.merge(Serialized::default(&path, parse_env_value(&value)));
+        }
+        figment
+            .extract::<RawConfig>()
+            .map_err(|e| ConfigErrors(e.into_iter().map(describe).collect()))
+    }
+}
+
+/// Environment values are strings; booleans and integers are recognised so that
+/// `SASGATE_SERVER__ALLOW_PLAIN_HTTP=true` works.
+fn parse_env_value(value: &str) -> figment::value::Value {
+    use figment::value::Value;
+    if let Ok(b) = value.parse::<bool>() {
+        return Value::from(b);
+    }
+    if let Ok(n) = value.parse::<u64>() {
+        return Value::from(n);
+    }
+    if value.starts_with('[') {
+        if let Ok(list) = serde_json::from_str::<Vec<String>>(value) {
+            return Value::from(list);
+        }
+    }
+    Value::from(value.to_owned())
+}
+
+/// Turns a figment error into a key and a message without the offending value.
+fn describe(e: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let key = if e.path.is_empty() {
+        "config".to_owned()
+    } else {
+        e.path.join(".")
+    };
+    // Only messages about the TOML file are shown: they carry a line number, and the file holds
+    // no secrets (keys come from key_env/key_file). Anything from the environment is hidden.
+    let from_file = e.metadata.as_ref().is_some_and(|m| m.name.contains("TOML"));
+    let message = match &e.kind {
+        Kind::InvalidType(_, expected) | Kind::InvalidValue(_, expected) => {
+            format!("wrong type or value; expected {expected}")
+        }
+        Kind::InvalidLength(_, expected) => format!("wrong number of items; expected {expected}"),
+        Kind::UnknownVariant(_, expected) => {
+            format!("unknown value; expected one of {}", expected.join(", "))
+        }
+        Kind::UnknownField(field, expected) => {
+            return ConfigError {
+                key: if key == "config" {
+                    field.clone()
+                } else {
+                    format!("{key}.{field}")
+                },
+                message: format!("unknown key; expected one of {}", expected.join(", ")),
+            };
+        }
+        Kind::MissingField(field) => {
+            return ConfigError {
+                key: if key == "config" {
+                    field.to_string()
+                } else {
+                    format!("{key}.{field}")
+                },
+                message: "missing; add it".into(),
+            };
+        }
+        Kind::DuplicateField(field) => format!("`{field}` is given twice"),
+        Kind::Message(m) if from_file => format!("cannot be read: {m}"),
+        _ => "cannot be read".into(),
+    };
+    ConfigError { key, message }
+}
+
+fn one(key: &str, message: String) -> ConfigErrors {
+    ConfigErrors(vec![ConfigError {
+        key: key.into(),
+        message,
+    }])
+}
+
+fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut err = |key: &str, message: String| {
+        errors.push(ConfigError {
+            key: key.into(),
+            message,
+        })
+    };
+
+    let listen = match raw.server.listen.parse::<SocketAddr>() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            err(
+                "server.listen",
+                "must be an address and port such as 127.0.0.1:8080 (port 0 picks a free port)"
+                    .into(),
+            );
+            None
+        }
+    };
+    if let Some(a) = listen {
+        if !a.ip().is_loopback() && !raw.server.allow_plain_http {
+            err(
+                "server.listen",
+                "plain HTTP is only served on a loopback address; listen on 127.0.0.1, or set server.allow_plain_http = true if a TLS-terminating proxy is in front".into(),
+            );
+        }
+    }
+    let public_url = url::Url::parse(&raw.server.public_url)
+        .map_err(|_| {
+            err(
+                "server.public_url",
+                "must be an absolute URL such as https://sasgate.example.org".into(),
+            )
+        })
+        .ok();
+    let mut duration = |key: &str, text: &str| -> Option<Duration> {
+        match parse_duration(text) {
+            Ok(d) if d > Duration::zero() => Some(d),
+            _ => {
+                err(
+                    key,
+                    "must be a positive duration such as 90s, 15m, 1h or 2d".into(),
+                );
+                None
+            }
+        }
+    };
+    let request_timeout = duration("server.request_timeout", &raw.server.request_timeout);
+    let shutdown_grace = duration("server.shutdown_grace", &raw.server.shutdown_grace);
+    let max_ttl = duration("limits.max_ttl", &raw.limits.max_ttl);
+    let default_ttl = duration("limits.default_ttl", &raw.limits.default_ttl);
+    let start_backdate = duration("limits.start_backdate", &raw.limits.start_backdate);
+    if let Some(m) = max_ttl {
+        if m > ABSOLUTE_MAX_TTL {
+            err(
+                "limits.max_ttl",
+                "may not exceed 7d; long-lived tokens are what sasgate exists to prevent".into(),
+            );
+        }
+        if let Some(d) = default_ttl {
+            if d > m {
+                err(
+                    "limits.default_ttl",
+                    "must not exceed limits.max_ttl".into(),
+                );
+            }
+        }
+    }
+    if raw.server.max_body_bytes < 256 {
+        err("server.max_body_bytes", "must be at least 256".into());
+    }
+    if raw.ledger.max_denials == 0 {
+        err("ledger.max_denials", "must be at least 1".into());
+    }
+    if !(raw.ledger.url.starts_with("sqlite:")) {
+        err(
+            "ledger.url",
+            "must be a sqlite:// URL (for example sqlite://data/sasgate.db)".into(),
+        );
+    }
+    let log_json = match raw.log.format.as_str() {
+        "json" => true,
+        "text" => false,
+        _ => {
+            err("log.format", "must be text or json".into());
+            false
+        }
+    };
+
+    let mut accounts = BTreeMap::new();
+    for (i, a) in raw.accounts.iter().enumerate() {
+        let key_prefix = format!("accounts[{i}]");
+        let Ok(name) = AccountName::parse(&a.name) else {
+            err(
+                &format!("{key_prefix}.name"),
+                "must be 3 to 24 lowercase letters and digits".into(),
+            );
+            continue;
+        };
+        if accounts.contains_key(name.as_str()) {
+            err(
+                &format!("{key_prefix}.name"),
+                "is given twice; each account appears once".into(),
+            );
+            continue;
+        }
+        let endpoint_text = a
+            .blob_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://{}.blob.core.windows.net", name));
+        let endpoint = match url::Url::parse(&endpoint_text) {
+            Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && a.insecure_allow_http) => {
+                Some(u)
+            }
+            Ok(_) => {
+                err(&format!("{key_prefix}.blob_endpoint"), "must be https:// (http:// only with insecure_allow_http = true, for a local emulator)".into());
+                None
+            }
+            Err(_) => {
+                err(
+                    &format!("{key_prefix}.blob_endpoint"),
+                    "must be an absolute URL".into(),
+                );
+                None
+            }
+        };
+        let key_text = match (&a.key_env, &a.key_file) {
+            (Some(_), Some(_)) => {
+                err(&key_prefix, "set key_env or key_file, not both".into());
+                None
+            }
+            (None, None) => {
+                err(
+                    &key_prefix,
+                    "needs key_env (an environment variable holding the account key) or key_file"
+                        .into(),
+                );
+                None
+            }
+            (Some(var), None) => match env.iter().find(|(k, _)| k == var) {
+                Some((_, v)) => Some(v.clone()),
+                None => {
+                    err(
+                        &format!("{key_prefix}.key_env"),
+                        format!(
+                            "the environment variable {var} is not set; export it with the base64 account key"
+                        ),
+                    );
+                    None
+                }
+            },
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    err(
+                        &format!("{key_prefix}.key_file"),
+                        format!("cannot read {}: {}", path.display(), e.kind()),
+                    );
+                    None
+                }
+            },
+        };
+        let key = key_text.and_then(|t| {
+            SigningKey::from_base64(&t)
+                .map_err(|e| {
+                    err(
+                        &format!("{key_prefix}.key"),
+                        format!("{e}; paste the key exactly as the portal shows it"),
+                    )
+                })
+                .ok()
+        });
+        if let Some(ca) = &a.ca_file {
+            if !ca.exists() {
+                err(
+                    &format!("{key_prefix}.ca_file"),
+                    format!("{} does not exist", ca.display()),
+                );
+            }
+        }
+        let sas_version = match &a.sas_version {
+            None => Some(SasVersion::DEFAULT),
+            Some(v) => SasVersion::parse_known(v)
+                .map_err(|e| err(&format!("{key_prefix}.sas_version"), e.to_string()))
+                .ok(),
+        };
+        if let (Some(blob_endpoint), Some(key), Some(sas_version)) = (endpoint, key, sas_version) {
+            accounts.insert(
+                name.as_str().to_owned(),
+                Account {
+                    name,
+                    blob_endpoint,
+                    key,
+                    ca_file: a.ca_file.clone(),
+                    insecure_allow_http: a.insecure_allow_http,
+                    sas_version,
+                },
+            );
+        }
+    }
+
+    let mut principals = Vec::new();
+    for (name, p) in &raw.principals {
+        let key = format!("principals.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            err(
+                &key,
+                "principal names use letters, digits, '-', '_' and '.'".into(),
+            );
+            continue;
+        }
+        let Some(hash) = decode_sha256_hex(&p.api_key_sha256) else {
+            err(
+                &format!("{key}.api_key_sha256"),
+                "must be 64 hex characters; run `sasgate keygen` and copy the sha256 line".into(),
+            );
+            continue;
+        };
+        principals.push(ApiKeyPrincipal {
+            name: name.clone(),
+            api_key_sha256: hash,
+            roles: p.roles.clone(),
+        });
+    }
+
+    match (
+        listen,
+        public_url,
+        request_timeout,
+        shutdown_grace,
+        max_ttl,
+        default_ttl,
+        start_backdate,
+    ) {
+        (
+            Some(listen),
+            Some(public_url),
+            Some(rt),
+            Some(sg),
+            Some(max_ttl),
+            Some(default_ttl),
+            Some(start_backdate),
+        ) if errors.is_empty() => Ok(Config {
+            listen,
+            public_url,
+            request_timeout: rt.to_std().unwrap_or(std::time::Duration::from_secs(10)),
+            max_body_bytes: raw.server.max_body_bytes,
+            shutdown_grace: sg.to_std().unwrap_or(std::time::Duration::from_secs(20)),
+            ledger_url: raw.ledger.url,
+            max_denials: raw.ledger.max_denials,
+            max_ttl,
+            default_ttl,
+            start_backdate,
+            policy_dir: raw.policy.dir,
+            log_json,
+            log_level: raw.log.level,
+            accounts,
+            principals,
+        }),
+        _ => Err(ConfigErrors(errors)),
+    }
+}
+
+/// Parses 64 hex characters into 32 bytes.
+pub fn decode_sha256_hex(text: &str) -> Option<[u8; 32]> {
+    let text = text.trim();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, slot) in out.iter_mut().enumerate() {
+        *slot = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,1335 @@
+//! The embedded SQLite ledger (DESIGN.md §6).
+//!
+//! One writer thread owns the write connection and commits issuances in groups: it blocks for
+//! the first queued append, drains whatever else is queued (up to `group_commit_max`), inserts
+//! them all in one `BEGIN IMMEDIATE` transaction, commits (WAL, `synchronous=FULL`: the commit
+//! is fsynced) and only then answers every waiter. A failed commit rolls the whole group back
+//! and answers every waiter [`LedgerError::Unavailable`]; the writer then drops its connection
+//! and reopens it for the next group, so a full disk or a read-only remount that is fixed later
+//! heals without a restart. Denials go through the same thread at low priority, from their own
+//! bounded queue, and are dropped when that queue is full.
+//!
+//! Reads use separate read-only connections (a small pool, each call on the blocking pool), so
+//! they never wait behind the writer: WAL readers see the last committed state.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver as StdReceiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::types::Value;
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use sha2::{Digest, Sha256};
+use tokio::sync::{mpsc, oneshot};
+
+use super::{
+    DenialRecord, IssuanceRecord, Ledger, LedgerError, ListFilter, Page, RevocationMode,
+    SigningMode, Status, StoredStatus,
+};
+
+/// Tuning for [`SqliteLedger`].
+#[derive(Clone, Debug)]
+pub struct SqliteOptions {
+    /// Denials kept; the oldest beyond this are deleted. `0` keeps none.
+    pub max_denials: usize,
+    /// Denials waiting for the writer; more are dropped (and counted).
+    pub denial_queue: usize,
+    /// The most appends committed in one transaction.
+    pub group_commit_max: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            max_denials: 100_000,
+            denial_queue: 1024,
+            group_commit_max: 256,
+        }
+    }
+}
+
+/// Counters since the ledger was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LedgerStats {
+    /// Issuance transactions committed (each holds one or more appends, or only a health check).
+    pub commits: u64,
+    /// Issuances stored.
+    pub appended: u64,
+    /// Appends answered with an error (failed commit, duplicate id, bad record).
+    pub append_failures: u64,
+    /// Issuance transactions that failed and were rolled back.
+    pub failed_commits: u64,
+    /// The most appends committed in one transaction.
+    pub largest_group: u64,
+    /// Times the writer reopened its connection after a failure.
+    pub reopens: u64,
+    /// Denials stored.
+    pub denials_written: u64,
+    /// Denials dropped because the queue was full or the ledger was closing.
+    pub denials_dropped: u64,
+    /// Denials lost to a failed write.
+    pub denials_failed: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    commits: AtomicU64,
+    appended: AtomicU64,
+    append_failures: AtomicU64,
+    failed_commits: AtomicU64,
+    largest_group: AtomicU64,
+    reopens: AtomicU64,
+    denials_written: AtomicU64,
+    denials_dropped: AtomicU64,
+    denials_failed: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> LedgerStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        LedgerStats {
+            commits: get(&self.commits),
+            appended: get(&self.appended),
+            append_failures: get(&self.append_failures),
+            failed_commits: get(&self.failed_commits),
+            largest_group: get(&self.largest_group),
+            reopens: get(&self.reopens),
+            denials_written: get(&self.denials_written),
+            denials_dropped: get(&self.denials_dropped),
+            denials_failed: get(&self.denials_failed),
+        }
+    }
+}
+
+/// Lets a repeated warning through at most once per interval.
+struct RateLimit {
+    next_ms: AtomicI64,
+    interval_ms: i64,
+}
+
+impl RateLimit {
+    fn new(interval: Duration) -> Self {
+        Self {
+            next_ms: AtomicI64::new(0),
+            interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
+        }
+    }
+
+    fn allow(&self) -> bool {
+        let now = Utc::now().timestamp_millis();
+        let next = self.next_ms.load(Ordering::Relaxed);
+        now >= next
+            && self
+                .next_ms
+                .compare_exchange(
+                    next,
+                    now.saturating_add(self.interval_ms),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+    }
+}
+
+/// The schema, in order. Each file is applied once, in one transaction with the others pending.
+struct Migration {
+    version: i64,
+    name: &'static str,
+    sql: &'static str,
+}
+
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "init",
+    sql: include_str!("migrations/0001_init.sql"),
+}];
+
+/// How long a connection waits for a lock held by another connection (another process, a
+/// checkpoint) before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Idle read connections kept for reuse.
+const MAX_IDLE_READERS: usize = 8;
+/// Denials written per transaction; the writer looks at the append queue between chunks.
+const DENIAL_CHUNK: usize = 512;
+/// Append groups committed back to back before queued denials get a turn anyway.
+const DENIAL_STARVATION_LIMIT: u32 = 16;
+/// Stored JSON text longer than this (a denial's `request`) is replaced by a stub.
+const MAX_DENIAL_JSON: usize = 16 * 1024;
+/// The most denials one call to `denials` returns.
+const MAX_DENIALS_LISTED: usize = 10_000;
+
+const ISSUANCE_COLUMNS: &str = "id, issued_at, principal, principal_claims, client_addr, account, container, \
+     blob, resource, permissions, starts_on, expires_on, ip, protocol, version, rule, reason, signing_mode, \
+     revocation, policy_id, signature_sha256, status, revoked_at, revoked_by, revoke_reason";
+
+const INSERT_ISSUANCE: &str = "INSERT INTO issuances (id, issued_at, principal, principal_claims, client_addr, \
+     account, container, blob, resource, permissions, starts_on, expires_on, ip, protocol, version, rule, reason, \
+     signing_mode, revocation, policy_id, signature_sha256, status, revoked_at, revoked_by, revoke_reason) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
+     ?22, ?23, ?24, ?25)";
+
+const INSERT_DENIAL: &str = "INSERT OR IGNORE INTO denials (id, at, principal, client_addr, code, request, reasons) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// Where the database lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Location {
+    File(PathBuf),
+    /// `sqlite::memory:`: one connection shared by the writer and readers (tests only).
+    Memory,
+}
+
+fn parse_location(url_or_path: &str) -> Result<Location, LedgerError> {
+    let text = url_or_path.trim();
+    if text == "sqlite::memory:" || text == "sqlite://:memory:" {
+        return Ok(Location::Memory);
+    }
+    let path = if let Some(rest) = text.strip_prefix("sqlite://") {
+        rest
+    } else if let Some(rest) = text.strip_prefix("sqlite:") {
+        rest
+    } else if text.contains("://") {
+        return Err(LedgerError::Config(format!(
+            "not a SQLite ledger URL (expected sqlite://relative/path.db or sqlite:///absolute/path.db): {text}"
+        )));
+    } else {
+        text
+    };
+    if path.is_empty() {
+        return Err(LedgerError::Config(
+            "the SQLite ledger URL names no file".into(),
+        ));
+    }
+    if path.contains('?') {
+        return Err(LedgerError::Config(format!(
+            "SQLite ledger URLs take no query parameters (sasgate sets its own): {text}"
+        )));
+    }
+    if path == ":memory:" {
+        return Ok(Location::Memory);
+    }
+    Ok(Location::File(PathBuf::from(path)))
+}
+
+fn unavailable(context: &str, e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Unavailable(format!("{context}: {e}"))
+}
+
+/// Fixed-width RFC 3339 in UTC, nine fractional digits: text order is time order.
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+fn parse_ts(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc))
+}
+
+fn signing_mode_str(mode: SigningMode) -> &'static str {
+    match mode {
+        SigningMode::AccountKey => "account_key",
+        SigningMode::UserDelegation => "user_delegation",
+    }
+}
+
+fn stored_status_str(status: StoredStatus) -> &'static str {
+    match status {
+        StoredStatus::Active => "active",
+        StoredStatus::Revoked => "revoked",
+    }
+}
+
+/// Sets the per-connection pragmas every connection needs.
+fn configure(conn: &Connection, writer: bool) -> Result<(), LedgerError> {
+    let fail = |e: rusqlite::Error| unavailable("cannot configure a ledger connection", e);
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(fail)?;
+    if writer {
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(fail)?;
+        if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+            return Err(LedgerError::Unavailable(format!(
+                "the ledger journal_mode is {mode}, not wal"
+            )));
+        }
+        // Every commit is fsynced before it returns: the product's core promise.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(fail)?;
+        // Keep the WAL from staying huge after a burst once it has been checkpointed.
+        conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
+            .map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn open_writer(path: &Path, create: bool) -> Result<Connection, LedgerError> {
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    }
+    let mut conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| unavailable(&format!("cannot open {}", path.display()), e))?;
+    configure(&conn, true)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Creates the database file readable by its owner only, if it does not exist yet (SQLite gives
+/// its WAL and shared-memory files the same mode). An empty file is an empty database.
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), LedgerError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(LedgerError::Config(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_private(_path: &Path) -> Result<(), LedgerError> {
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| unavailable(&format!("cannot open {} for reading", path.display()), e))?;
+    configure(&conn, false)?;
+    Ok(conn)
+}
+
+fn checksum(sql: &str) -> String {
+    let digest = Sha256::digest(sql.replace('\r', "").as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Applies the pending migrations in one transaction; a no-op when the schema is current.
+fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
+    let fail = |e: rusqlite::Error| unavailable("ledger migration failed", e);
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(fail)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version     INTEGER PRIMARY KEY,
+             name        TEXT NOT NULL,
+             checksum    TEXT NOT NULL,
+             applied_at  TEXT NOT NULL
+         )",
+    )
+    .map_err(fail)?;
+    let applied: Vec<(i64, String)> = {
+        let mut stmt = tx
+            .prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(fail)?;
+        rows.collect::<Result<_, _>>().map_err(fail)?
+    };
+    let known = MIGRATIONS.iter().map(|m| m.version).max().unwrap_or(0);
+    for (version, sum) in &applied {
+        match MIGRATIONS.iter().find(|m| m.version == *version) {
+            None if *version > known => {
+                return Err(LedgerError::Config(format!(
+                    "the ledger schema is at version {version}, newer than this sasgate knows ({known}); \
+                     run a newer sasgate"
+                )));
+            }
+            None => {
+                return Err(LedgerError::Config(format!(
+                    "the ledger records an unknown migration {version}"
+                )));
+            }
+            Some(m) if checksum(m.sql) != *sum => {
+                return Err(LedgerError::Config(format!(
+                    "ledger migration {version} ({}) differs from the one applied to this database",
+                    m.name
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    for m in MIGRATIONS
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+    {
+        tx.execute_batch(m.sql).map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![m.version, m.name, checksum(m.sql), ts(Utc::now())],
+        )
+        .map_err(fail)?;
+        tracing::info!(
+            version = m.version,
+            name = m.name,
+            "ledger migration applied"
+        );
+    }
+    tx.commit().map_err(fail)
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn conversion_error(column: usize, message: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, message.into())
+}
+
+fn time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<DateTime<Utc>> {
+    let text: String = row.get(column)?;
+    parse_ts(&text).map_err(|e| conversion_error(column, format!("bad time: {e}")))
+}
+
+fn optional_time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
+    let text: Option<String> = row.get(column)?;
+    text.map(|t| parse_ts(&t).map_err(|e| conversion_error(column, format!("bad time: {e}"))))
+        .transpose()
+}
+
+fn json_column(row: &Row<'_>, column: usize) -> rusqlite::Result<serde_json::Value> {
+    let text: String = row.get(column)?;
+    serde_json::from_str(&text).map_err(|e| conversion_error(column, format!("bad JSON: {e}")))
+}
+
+/// Maps a row selected with [`ISSUANCE_COLUMNS`].
+fn issuance_from_row(row: &Row<'_>) -> rusqlite::Result<IssuanceRecord> {
+    let signing_mode = match row.get_ref(17)?.as_str()? {
+        "account_key" => SigningMode::AccountKey,
+        "user_delegation" => SigningMode::UserDelegation,
+        other => {
+            return Err(conversion_error(
+                17,
+                format!("unknown signing mode {other:?}"),
+            ));
+        }
+    };
+    let revocation = match row.get_ref(18)?.as_str()? {
+        "expiry_only" => RevocationMode::ExpiryOnly,
+        "stored_access_policy" => RevocationMode::StoredAccessPolicy,
+        "link_only" => RevocationMode::LinkOnly,
+        other => {
+            return Err(conversion_error(
+                18,
+                format!("unknown revocation mode {other:?}"),
+            ));
+        }
+    };
+    let status = match row.get_ref(21)?.as_str()? {
+        "active" => StoredStatus::Active,
+        "revoked" => StoredStatus::Revoked,
+        other => return Err(conversion_error(21, format!("unknown status {other:?}"))),
+    };
+    let principal_claims = if row.get_ref(3)?.data_type() == rusqlite::types::Type::Null {
+        None
+    } else {
+        Some(json_column(row, 3)?)
+    };
+    Ok(IssuanceRecord {
+        id: row.get(0)?,
+        issued_at: time_column(row, 1)?,
+        principal: row.get(2)?,
+        principal_claims,
+        client_addr: row.get(4)?,
+        account: row.get(5)?,
+        container: row.get(6)?,
+        blob: row.get(7)?,
+        resource: row.get(8)?,
+        permissions: row.get(9)?,
+        starts_on: time_column(row, 10)?,
+        expires_on: time_column(row, 11)?,
+        ip: row.get(12)?,
+        protocol: row.get(13)?,
+        version: row.get(14)?,
+        rule: row.get(15)?,
+        reason: row.get(16)?,
+        signing_mode,
+        revocation,
+        policy_id: row.get(19)?,
+        signature_sha256: row.get(20)?,
+        status,
+        revoked_at: optional_time_column(row, 22)?,
+        revoked_by: row.get(23)?,
+        revoke_reason: row.get(24)?,
+    })
+}
+
+fn denial_from_row(row: &Row<'_>) -> rusqlite::Result<DenialRecord> {
+    let reasons = json_column(row, 6)?;
+    let reasons: Vec<String> = serde_json::from_value(reasons)
+        .map_err(|e| conversion_error(6, format!("bad reasons: {e}")))?;
+    Ok(DenialRecord {
+        id: row.get(0)?,
+        at: time_column(row, 1)?,
+        principal: row.get(2)?,
+        client_addr: row.get(3)?,
+        code: row.get(4)?,
+        request: json_column(row, 5)?,
+        reasons,
+    })
+}
+
+/// The position after which the next page starts: the last row's `(issued_at, id)`.
+fn encode_cursor(record: &IssuanceRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", ts(record.issued_at), record.id))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(String, String), LedgerError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|_| LedgerError::InvalidCursor)?;
+    let text = String::from_utf8(bytes).map_err(|_| LedgerError::InvalidCursor)?;
+    let rest = text.strip_prefix("v1|").ok_or(LedgerError::InvalidCursor)?;
+    let (at, id) = rest.split_once('|').ok_or(LedgerError::InvalidCursor)?;
+    let at = parse_ts(at).map_err(|_| LedgerError::InvalidCursor)?;
+    if id.is_empty() {
+        return Err(LedgerError::InvalidCursor);
+    }
+    Ok((ts(at), id.to_owned()))
+}
+
+/// A listing as SQL: the text and its positional parameters.
+fn list_query(
+    filter: &ListFilter,
+    now: DateTime<Utc>,
+    fetch: usize,
+    after: Option<(String, String)>,
+) -> (String, Vec<Value>) {
+    let mut sql = format!("SELECT {ISSUANCE_COLUMNS} FROM issuances WHERE 1 = 1");
+    let mut params: Vec<Value> = Vec::new();
+    let mut push = |sql: &mut String, clause: &str, value: String| {
+        params.push(Value::Text(value));
+        sql.push_str(&clause.replace('#', &format!("?{}", params.len())));
+    };
+    if let Some(principal) = &filter.principal {
+        push(&mut sql, " AND principal = #", principal.clone());
+    }
+    if let Some(account) = &filter.account {
+        push(&mut sql, " AND account = #", account.clone());
+    }
+    if let Some(container) = &filter.container {
+        push(&mut sql, " AND container = #", container.clone());
+    }
+    match filter.status {
+        None => {}
+        Some(Status::Active) => push(
+            &mut sql,
+            " AND status = 'active' AND expires_on > #",
+            ts(now),
+        ),
+        Some(Status::Expired) => push(
+            &mut sql,
+            " AND status = 'active' AND expires_on <= #",
+            ts(now),
+        ),
+        Some(Status::Revoked) => sql.push_str(" AND status = 'revoked'"),
+    }
+    if let Some(since) = filter.since {
+        push(&mut sql, " AND issued_at >= #", ts(since));
+    }
+    if let Some(until) = filter.until {
+        push(&mut sql, " AND issued_at < #", ts(until));
+    }
+    if let Some((at, id)) = after {
+        // A row value: SQLite turns it into one index range.
+        push(&mut sql, " AND (issued_at, id) < (#", at);
+        push(&mut sql, ", #)", id);
+    }
+    sql.push_str(" ORDER BY issued_at DESC, id DESC LIMIT ");
+    sql.push_str(&fetch.to_string());
+    (sql, params)
+}
+
+/// Read connections: a pool of read-only connections for a file, the one shared connection in
+/// memory.
+enum Readers {
+    File {
+        path: PathBuf,
+        idle: Mutex<Vec<(Connection, FileIdentity)>>,
+    },
+    Memory(Arc<Mutex<Connection>>),
+}
+
+impl Readers {
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, LedgerError>,
+    ) -> Result<R, LedgerError> {
+        match self {
+            Readers::File { path, idle } => {
+                let current = file_identity(path);
+                let pooled = lock(idle)
+                    .pop()
+                    .filter(|(_, identity)| Some(*identity) == current);
+                let (conn, identity) = match pooled {
+                    Some(pooled) => pooled,
+                    None => {
+                        let conn = open_reader(path)?;
+                        let identity = file_identity(path).ok_or_else(|| {
+                            LedgerError::Unavailable("the ledger file is missing".into())
+                        })?;
+                        (conn, identity)
+                    }
+                };
+                let result = f(&conn);
+                // A connection that failed may be broken (I/O error): let it go. One open on a
+                // file no longer at `path` is dropped when next taken.
+                if matches!(result, Ok(_) | Err(LedgerError::InvalidCursor)) {
+                    let mut idle = lock(idle);
+                    if idle.len() < MAX_IDLE_READERS {
+                        idle.push((conn, identity));
+                    }
+                }
+                result
+            }
+            Readers::Memory(conn) => f(&lock(conn)),
+        }
+    }
+}
+
+/// Where the writer sends its answer.
+type Reply = oneshot::Sender<Result<(), LedgerError>>;
+
+/// What the writer thread is asked to do.
+enum Msg {
+    Append(Box<IssuanceRecord>, Reply),
+    /// Prove a commit reaches the disk right now.
+    Check(Reply),
+    /// Denials are queued.
+    Wake,
+}
+
+/// The device and inode of the file at a path.
+type FileIdentity = (u64, u64);
+
+/// Which file is at `path` now, if any. SQLite in WAL mode keeps writing to an open database
+/// file that was deleted, moved or replaced (and so lost), so the ledger compares this before
+/// and after every write.
+#[cfg(unix)]
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
+}
+
+/// Which file is at `path` now, if any (elsewhere only whether there is one).
+#[cfg(not(unix))]
+fn file_identity(path: &Path) -> Option<FileIdentity> {
+    std::fs::metadata(path).ok().map(|_| (0, 0))
+}
+
+fn same_file(path: &Path, identity: FileIdentity) -> bool {
+    file_identity(path) == Some(identity)
+}
+
+/// The write connection, reopened after a failure.
+enum WriteConn {
+    /// The connection and the file it opened; `None` after a failure.
+    File {
+        path: PathBuf,
+        conn: Option<(Connection, FileIdentity)>,
+    },
+    Memory(Arc<Mutex<Connection>>),
+}
+
+struct Writer {
+    conn: WriteConn,
+    rx: mpsc::Receiver<Msg>,
+    denials: StdReceiver<DenialRecord>,
+    denial_wake: Arc<AtomicBool>,
+    counters: Arc<Counters>,
+    group_commit_max: usize,
+    max_denials: usize,
+    commit_warn: RateLimit,
+    denial_warn: RateLimit,
+}
+
+/// A failure that leaves the connection suspect (I/O, full disk, read-only file), as opposed to
+/// one record breaking a constraint.
+fn is_connection_fault(e: &rusqlite::Error) -> bool {
+    !matches!(e.sqlite_error_code(), Some(ErrorCode::ConstraintViolation))
+}
+
+impl Writer {
+    /// Runs `f` on the write connection, reopening it first if the last use failed; a failure
+    /// other than a constraint violation drops the connection so the next call reopens it.
+    fn with_conn<R>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<R>,
+    ) -> Result<R, LedgerError> {
+        match &mut self.conn {
+            WriteConn::Memory(conn) => {
+                f(&mut lock(conn)).map_err(|e| unavailable("ledger write failed", e))
+            }
+            WriteConn::File { path, conn } => {
+                if let Some((_, identity)) = conn.as_ref() {
+                    if !same_file(path, *identity) {
+                        tracing::warn!("the ledger file was moved, deleted or replaced");
+                        *conn = None;
+                    }
+                }
+                if conn.is_none() {
+                    // Never create the file again: a ledger that vanished must not silently
+                    // restart empty.
+                    let fresh = open_writer(path, false)?;
+                    let identity = file_identity(path).ok_or_else(|| {
+                        LedgerError::Unavailable("the ledger file vanished as it was opened".into())
+                    })?;
+                    *conn = Some((fresh, identity));
+                    self.counters.reopens.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!("ledger write connection reopened");
+                }
+                let Some((live, identity)) = conn.as_mut() else {
+                    return Err(LedgerError::Unavailable(
+                        "no ledger write connection".into(),
+                    ));
+                };
+                let identity = *identity;
+                match f(live) {
+                    Err(e) => {
+                        if is_connection_fault(&e) {
+                            *conn = None;
+                        }
+                        Err(unavailable("ledger write failed", e))
+                    }
+                    // The commit may have gone to a file no longer at `path` (SQLite in WAL
+                    // mode does not notice): nothing that depends on it may leave.
+                    Ok(_) if !same_file(path, identity) => {
+                        *conn = None;
+                        Err(LedgerError::Unavailable(
+                            "the ledger file was moved, deleted or replaced during a write".into(),
+                        ))
+                    }
+                    Ok(value) => Ok(value),
+                }
+            }
+        }
+    }
+
+    fn run(mut self) {
+        let mut denials_pending = false;
+        let mut groups_since_denials = 0u32;
+        loop {
+            let first = if denials_pending {
+                match self.rx.try_recv() {
+                    Ok(msg) => Some(msg),
+                    Err(mpsc::error::TryRecvError::Empty) => None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => break,
+                }
+            } else {
+                match self.rx.blocking_recv() {
+                    Some(msg) => Some(msg),
+                    None => break,
+                }
+            };
+            if let Some(first) = first {
+                let mut appends = Vec::new();
+                let mut checks = Vec::new();
+                let sort = |msg: Msg, appends: &mut Vec<_>, checks: &mut Vec<_>| match msg {
+                    Msg::Append(record, reply) => appends.push((record, reply)),
+                    Msg::Check(reply) => checks.push(reply),
+                    Msg::Wake => {}
+                };
+                sort(first, &mut appends, &mut checks);
+                while appends.len() < self.group_commit_max {
+                    match self.rx.try_recv() {
+                        Ok(msg) => sort(msg, &mut appends, &mut checks),
+                        Err(_) => break,
+                    }
+                }
+                if !appends.is_empty() || !checks.is_empty() {
+                    self.commit_group(appends, checks);
+                    groups_since_denials += 1;
+                    if !self.rx.is_empty() && groups_since_denials < DENIAL_STARVATION_LIMIT {
+                        continue;
+                    }
+                }
+            }
+            groups_since_denials = 0;
+            denials_pending = self.write_denials();
+        }
+        // Closing: store what is already queued, best effort.
+        while self.write_denials() {}
+        tracing::debug!("ledger writer stopped");
+    }
+
+    /// Commits a group of appends (and readiness checks) in one transaction, then answers all.
+    fn commit_group(&mut self, appends: Vec<(Box<IssuanceRecord>, Reply)>, checks: Vec<Reply>) {
+        let records: Vec<&IssuanceRecord> = appends.iter().map(|(r, _)| r.as_ref()).collect();
+        let with_health = !checks.is_empty();
+        let outcome = self.with_conn(|conn| insert_group(conn, &records, with_health));
+        let count = appends.len();
+        match outcome {
+            Ok(results) => {
+                let stored = results.iter().filter(|r| r.is_ok()).count();
+                // Counters first, so a caller that saw its answer sees them too.
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .largest_group
+                    .fetch_max(u64::try_from(count).unwrap_or(u64::MAX), Ordering::Relaxed);
+                Counters::add(&self.counters.appended, stored);
+                Counters::add(&self.counters.append_failures, count - stored);
+                for ((record, reply), result) in appends.into_iter().zip(results) {
+                    let answer = result.map_err(|e| {
+                        tracing::warn!(id = %record.id, error = %e, "ledger refused an issuance record");
+                        LedgerError::Unavailable(format!("issuance {} not stored: {e}", record.id))
+                    });
+                    // The caller may have gone away; the record is stored either way.
+                    let _ = reply.send(answer);
+                }
+                for reply in checks {
+                    let _ = reply.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                Counters::add(&self.counters.append_failures, count);
+                if self.commit_warn.allow() {
+                    tracing::error!(error = %e, records = count, "ledger commit failed; every append in the group was refused");
+                }
+                let text = match e {
+                    LedgerError::Unavailable(text) => text,
+                    other => other.to_string(),
+                };
+                for (_, reply) in appends {
+                    let _ = reply.send(Err(LedgerError::Unavailable(text.clone())));
+                }
+                for reply in checks {
+                    let _ = reply.send(Err(LedgerError::Unavailable(text.clone())));
+                }
+            }
+        }
+    }
+
+    /// Writes up to one chunk of queued denials; true when the chunk was full (more may wait).
+    fn write_denials(&mut self) -> bool {
+        self.denial_wake.store(false, Ordering::SeqCst);
+        let mut chunk = Vec::new();
+        while chunk.len() < DENIAL_CHUNK {
+            match self.denials.try_recv() {
+                Ok(denial) => chunk.push(denial),
+                Err(_) => break,
+            }
+        }
+        let full = chunk.len() == DENIAL_CHUNK;
+        if chunk.is_empty() || self.max_denials == 0 {
+            return full;
+        }
+        let cap = i64::try_from(self.max_denials).unwrap_or(i64::MAX);
+        match self.with_conn(|conn| insert_denials(conn, &chunk, cap)) {
+            Ok(()) => Counters::add(&self.counters.denials_written, chunk.len()),
+            Err(e) => {
+                Counters::add(&self.counters.denials_failed, chunk.len());
+                if self.denial_warn.allow() {
+                    tracing::warn!(error = %e, lost = chunk.len(), "denial records could not be stored");
+                }
+            }
+        }
+        full
+    }
+}
+
+/// Inserts a group in one transaction. A record that breaks a constraint (duplicate id or
+/// signature) fails alone: SQLite undoes only that statement. Any other error fails the group.
+fn insert_group(
+    conn: &mut Connection,
+    records: &[&IssuanceRecord],
+    with_health: bool,
+) -> rusqlite::Result<Vec<Result<(), String>>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut results = Vec::with_capacity(records.len());
+    {
+        let mut stmt = tx.prepare_cached(INSERT_ISSUANCE)?;
+        for r in records {
+            let claims = match r
+                .principal_claims
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+            {
+                Ok(claims) => claims,
+                Err(e) => {
+                    results.push(Err(format!("principal_claims: {e}")));
+                    continue;
+                }
+            };
+            let inserted = stmt.execute(rusqlite::params![
+                r.id,
+                ts(r.issued_at),
+                r.principal,
+                claims,
+                r.client_addr,
+                r.account,
+                r.container,
+                r.blob,
+                r.resource,
+                r.permissions,
+                ts(r.starts_on),
+                ts(r.expires_on),
+                r.ip,
+                r.protocol,
+                r.version,
+                r.rule,
+                r.reason,
+                signing_mode_str(r.signing_mode),
+                r.revocation.as_str(),
+                r.policy_id,
+                r.signature_sha256,
+                stored_status_str(r.status),
+                r.revoked_at.map(ts),
+                r.revoked_by,
+                r.revoke_reason,
+            ]);
+            match inserted {
+                Ok(_) => results.push(Ok(())),
+                Err(e) if !is_connection_fault(&e) => results.push(Err(e.to_string())),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    if with_health {
+        tx.execute(
+            "INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET checked_at = ?1",
+            [ts(Utc::now())],
+        )?;
+    }
+    tx.commit()?;
+    Ok(results)
+}
+
+/// JSON text of at most about [`MAX_DENIAL_JSON`] bytes: a larger value (a denial is built from
+/// what an unauthenticated caller sent) is replaced by a stub of the same JSON type.
+fn bounded_json(value: &serde_json::Value) -> String {
+    let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
+    if text.len() <= MAX_DENIAL_JSON {
+        text
+    } else if value.is_array() {
+        serde_json::json!([format!("(truncated: {} bytes)", text.len())]).to_string()
+    } else {
+        serde_json::json!({ "truncated": true, "bytes": text.len() }).to_string()
+    }
+}
+
+/// Inserts denials and prunes the oldest beyond `cap`, in one transaction, so the table never
+/// holds more than `cap` committed rows. The prune is a rowid range delete: it touches only the
+/// rows it removes.
+fn insert_denials(
+    conn: &mut Connection,
+    denials: &[DenialRecord],
+    cap: i64,
+) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut stmt = tx.prepare_cached(INSERT_DENIAL)?;
+        for d in denials {
+            let reasons = serde_json::to_value(&d.reasons).unwrap_or_default();
+            stmt.execute(rusqlite::params![
+                d.id,
+                ts(d.at),
+                d.principal,
+                d.client_addr,
+                d.code,
+                bounded_json(&d.request),
+                bounded_json(&reasons)
+            ])?;
+        }
+    }
+    tx.execute(
+        "DELETE FROM denials WHERE seq <= (SELECT max(seq) FROM denials) - ?1",
+        [cap],
+    )?;
+    tx.commit()
+}
+
+/// The SQLite ledger. See the module documentation.
+pub struct SqliteLedger {
+    tx: Option<mpsc::Sender<Msg>>,
+    denials: SyncSender<DenialRecord>,
+    denial_wake: Arc<AtomicBool>,
+    readers: Arc<Readers>,
+    counters: Arc<Counters>,
+    drop_warn: RateLimit,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SqliteLedger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteLedger").finish_non_exhaustive()
+    }
+}
+
+impl SqliteLedger {
+    /// Opens (creating if needed, with its parent directories) the ledger at `url_or_path`:
+    /// `sqlite://relative/path.db`, `sqlite:///absolute/path.db`, a plain path, or
+    /// `sqlite::memory:` (tests only: nothing survives the process, and reads share the
+    /// writer's connection). Applies pending migrations and starts the writer thread.
+    ///
+    /// Blocking: call it from `spawn_blocking` or before the runtime starts.
+    pub fn open(url_or_path: &str, options: SqliteOptions) -> Result<Self, LedgerError> {
+        let (write_conn, readers) = match parse_location(url_or_path)? {
+            Location::Memory => {
+                let mut conn = Connection::open_in_memory()
+                    .map_err(|e| unavailable("cannot open memory ledger", e))?;
+                configure(&conn, true)?;
+                migrate(&mut conn)?;
+                let shared = Arc::new(Mutex::new(conn));
+                (WriteConn::Memory(shared.clone()), Readers::Memory(shared))
+            }
+            Location::File(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| {
+                        LedgerError::Config(format!(
+                            "cannot create the ledger directory {}: {e}",
+                            parent.display()
+                        ))
+                    })?;
+                }
+                create_private(&path)?;
+                let conn = open_writer(&path, true)?;
+                let identity = file_identity(&path).ok_or_else(|| {
+                    LedgerError::Unavailable(format!(
+                        "{} vanished as it was opened",
+                        path.display()
+                    ))
+                })?;
+                let readers = Readers::File {
+                    path: path.clone(),
+                    idle: Mutex::new(Vec::new()),
+                };
+                (
+                    WriteConn::File {
+                        path,
+                        conn: Some((conn, identity)),
+                    },
+                    readers,
+                )
+            }
+        };
+        let group_commit_max = options.group_commit_max.max(1);
+        let (tx, rx) = mpsc::channel(group_commit_max.saturating_mul(2));
+        let (denial_tx, denial_rx) = std::sync::mpsc::sync_channel(options.denial_queue.max(1));
+        let denial_wake = Arc::new(AtomicBool::new(false));
+        let counters = Arc::new(Counters::default());
+        let writer = Writer {
+            conn: write_conn,
+            rx,
+            denials: denial_rx,
+            denial_wake: denial_wake.clone(),
+            counters: counters.clone(),
+            group_commit_max,
+            max_denials: options.max_denials,
+            commit_warn: RateLimit::new(Duration::from_secs(5)),
+            denial_warn: RateLimit::new(Duration::from_secs(30)),
+        };
+        let handle = std::thread::Builder::new()
+            .name("sasgate-ledger-writer".into())
+            .spawn(move || writer.run())
+            .map_err(|e| unavailable("cannot start the ledger writer", e))?;
+        Ok(Self {
+            tx: Some(tx),
+            denials: denial_tx,
+            denial_wake,
+            readers: Arc::new(readers),
+            counters,
+            drop_warn: RateLimit::new(Duration::from_secs(10)),
+            writer: Some(handle),
+        })
+    }
+
+    /// Counters since open.
+    pub fn stats(&self) -> LedgerStats {
+        self.counters.snapshot()
+    }
+
+    async fn send(&self, msg: Msg) -> Result<(), LedgerError> {
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| LedgerError::Unavailable("ledger closed".into()))?;
+        tx.send(msg)
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger writer has stopped".into()))
+    }
+
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<R, LedgerError> + Send + 'static,
+    ) -> Result<R, LedgerError> {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || readers.with(f))
+            .await
+            .map_err(|e| unavailable("ledger read task failed", e))?
+    }
+}
+
+impl Drop for SqliteLedger {
+    fn drop(&mut self) {
+        // Closing the queue stops the writer once it has answered what it holds.
+        self.tx = None;
+        if let Some(handle) = self.writer.take() {
+            if handle.join().is_err() {
+                tracing::error!("the ledger writer thread panicked");
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Ledger for SqliteLedger {
+    async fn append(&self, record: IssuanceRecord) -> Result<(), LedgerError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Append(Box::new(record), reply)).await?;
+        answer
+            .await
+            .map_err(|_| LedgerError::Unavailable("the ledger writer dropped the request".into()))?
+    }
+
+    async fn record_denial(&self, denial: DenialRecord) {
+        match self.denials.try_send(denial) {
+            Ok(()) => {
+                if !self.denial_wake.swap(true, Ordering::SeqCst) {
+                    if let Some(tx) = &self.tx {
+                        // Full: the writer is busy and drains denials after its next group.
+                        let _ = tx.try_send(Msg::Wake);
+                    }
+                }
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters
+                    .denials_dropped
+                    .fetch_add(1, Ordering::Relaxed);
+                if self.drop_warn.allow() {
+                    tracing::warn!(
+                        dropped_total = self.counters.denials_dropped.load(Ordering::Relaxed),
+                        "denial queue full; denial records dropped"
+                    );
+                }
+            }
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<IssuanceRecord>, LedgerError> {
+        let id = id.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {ISSUANCE_COLUMNS} FROM issuances WHERE id = ?1"
+                ))
+                .map_err(|e| unavailable("ledger read failed", e))?;
+            stmt.query_row([id], issuance_from_row)
+                .optional()
+                .map_err(|e| unavailable("ledger read failed", e))
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        filter: &ListFilter,
+        now: DateTime<Utc>,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Page, LedgerError> {
+        let limit = limit.clamp(1, 1000);
+        let after = cursor.map(decode_cursor).transpose()?;
+        let (sql, params) = list_query(filter, now, limit + 1, after);
+        self.read(move |conn| {
+            let fail = |e: rusqlite::Error| unavailable("ledger list failed", e);
+            let mut stmt = conn.prepare_cached(&sql).map_err(fail)?;
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), issuance_from_row)
+                .map_err(fail)?;
+            let mut items = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
+            let next_cursor = if items.len() > limit {
+                items.truncate(limit);
+                items.last().map(encode_cursor)
+            } else {
+                None
+            };
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    async fn find_by_signature(
+        &self,
+        signature_sha256: &str,
+    ) -> Result<Option<IssuanceRecord>, LedgerError> {
+        let sig = signature_sha256.trim().to_ascii_lowercase();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {ISSUANCE_COLUMNS} FROM issuances WHERE signature_sha256 = ?1 ORDER BY seq DESC LIMIT 1"
+                ))
+                .map_err(|e| unavailable("ledger read failed", e))?;
+            stmt.query_row([sig], issuance_from_row)
+                .optional()
+                .map_err(|e| unavailable("ledger read failed", e))
+        })
+        .await
+    }
+
+    async fn denials(&self, limit: usize) -> Result<Vec<DenialRecord>, LedgerError> {
+        let limit = i64::try_from(limit.min(MAX_DENIALS_LISTED)).unwrap_or(0);
+        self.read(move |conn| {
+            let fail = |e: rusqlite::Error| unavailable("ledger read failed", e);
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT id, at, principal, client_addr, code, request, reasons FROM denials \
+                     ORDER BY seq DESC LIMIT ?1",
+                )
+                .map_err(fail)?;
+            let rows = stmt.query_map([limit], denial_from_row).map_err(fail)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(fail)
+        })
+        .await
+    }
+
+    async fn check(&self) -> Result<(), LedgerError> {
+        // Write: a real commit (fsynced) through the writer, which also reopens a connection
+        // that failed earlier, so readiness recovers without traffic.
+        let (reply, answer) = oneshot::channel();
+        self.send(Msg::Check(reply)).await?;
+        answer.await.map_err(|_| {
+            LedgerError::Unavailable("the ledger writer dropped the request".into())
+        })??;
+        // Read: through a read connection, as `get` and `list` do.
+        self.read(|conn| {
+            conn.query_row("SELECT max(version) FROM schema_migrations", [], |row| {
+                row.get::<_, Option<i64>>(0)
+            })
+            .map_err(|e| unavailable("ledger read check failed", e))
+            .and_then(|v| match v {
+                Some(_) => Ok(()),
+                None => Err(LedgerError::Unavailable("the ledger has no schema".into())),
+            })
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_location("sqlite::memory:").unwrap(), Location::Memory);
+        assert_eq!(
+            parse_location("sqlite://data/x.db").unwrap(),
+            Location::File("data/x.db".into())
+        );
+        assert_eq!(
+            parse_location("sqlite:///var/lib/x.db").unwrap(),
+            Location::File("/var/lib/x.db".into())
+        );
+        assert_eq!(
+            parse_location("/var/lib/x.db").unwrap(),
+            Location::File("/var/lib/x.db".into())
+        );
+        assert!(matches!(
+            parse_location("postgres://h/db"),
+            Err(LedgerError::Config(_))
+        ));
+        assert!(matches!(
+            parse_location("sqlite://"),
+            Err(LedgerError::Config(_))
+        ));
+        assert!(matches!(
+            parse_location("sqlite://x.db?mode=ro"),
+            Err(LedgerError::Config(_))
+        ));
+    }
+
+    #[test]
+    fn migrations_are_ordered_and_unique() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
+        }
+        assert_eq!(MIGRATIONS.first().map(|m| m.version), Some(1));
+    }
+
+    #[test]
+    fn migrate_is_idempotent_and_refuses_a_newer_schema() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        migrate(&mut conn).unwrap();
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, i64::try_from(MIGRATIONS.len()).unwrap());
+        conn.execute(
+            "INSERT INTO schema_migrations VALUES (999, 'future', 'x', 'now')",
+            [],
+        )
+        .unwrap();
+        assert!(matches!(migrate(&mut conn), Err(LedgerError::Config(_))));
+    }
+
+    #[test]
+    fn times_sort_as_text() {
+        let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let b = a + chrono::Duration::nanoseconds(1);
+        let c = a + chrono::Duration::seconds(10);
+        assert!(ts(a) < ts(b) && ts(b) < ts(c));
+        assert_eq!(ts(a).len(), ts(c).len());
+        assert_eq!(parse_ts(&ts(b)).unwrap(), b);
+    }
+
+    #[test]
+    fn oversized_denial_json_is_stubbed() {
+        let small = serde_json::json!({ "account": "a" });
+        assert_eq!(bounded_json(&small), small.to_string());
+        let big = serde_json::json!({ "blob": "x".repeat(MAX_DENIAL_JSON) });
+        let stub: serde_json::Value = serde_json::from_str(&bounded_json(&big)).unwrap();
+        assert_eq!(stub["truncated"], serde_json::json!(true));
+        let reasons = serde_json::json!(vec!["y".repeat(MAX_DENIAL_JSON)]);
+        let stub: Vec<String> = serde_json::from_str(&bounded_json(&reasons)).unwrap();
+        assert_eq!(stub.len(), 1);
+    }
+
+    #[test]
+    fn cursors() {
+        assert!(matches!(
+            decode_cursor("!!!"),
+            Err(LedgerError::InvalidCursor)
+        ));
+        assert!(matches!(
+            decode_cursor(&URL_SAFE_NO_PAD.encode("v1|nope|iss_x")),
+            Err(LedgerError::InvalidCursor)
+        ));
+        assert!(matches!(
+            decode_cursor(&URL_SAFE_NO_PAD.encode("v2|x|y")),
+            Err(LedgerError::InvalidCursor)
+        ));
+        let good = URL_SAFE_NO_PAD.encode("v1|2026-01-01T00:00:00.000000001Z|iss_1");
+        assert_eq!(
+            decode_cursor(&good).unwrap(),
+            ("2026-01-01T00:00:00.000000001Z".into(), "iss_1".into())
+        );
+    }
+}
