@@ -8,7 +8,8 @@ mkdir -p .azurite/data data
 if [ ! -f .azurite/cert.pem ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
     -keyout .azurite/key.pem -out .azurite/cert.pem -subj "/CN=127.0.0.1" \
-    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" 2>/dev/null
+    -addext "subjectAltName=IP:127.0.0.1,DNS:localhost" -addext "basicConstraints=critical,CA:FALSE" \
+    -addext "keyUsage=critical,digitalSignature" -addext "extendedKeyUsage=serverAuth" 2>/dev/null
   echo "made a self-signed certificate for Azurite in .azurite/cert.pem"
 fi
 
@@ -20,6 +21,7 @@ trap 'kill $azurite 2>/dev/null || true' EXIT
 
 # Wait for the emulator (polling, 30 s at most).
 for _ in $(seq 1 300); do
+  # Any HTTP answer (403 without credentials) means it is up.
   if curl -s --cacert .azurite/cert.pem -o /dev/null https://127.0.0.1:10000/devstoreaccount1?comp=list; then break; fi
   if ! kill -0 $azurite 2>/dev/null; then echo "Azurite failed to start:"; cat .azurite/azurite.log; exit 1; fi
   sleep 0.1

@@ -202,7 +202,19 @@ pub struct Config {
     pub log_level: String,
     pub accounts: BTreeMap<String, Account>,
     pub principals: Vec<ApiKeyPrincipal>,
+    /// Problems worth a warning at start-up that do not stop it (e.g. a `SASGATE_` variable
+    /// that configures nothing, usually a typo).
+    pub warnings: Vec<String>,
 }
+
+/// `SASGATE_` variables that are not configuration keys but are expected.
+const KNOWN_VARIABLES: &[&str] = &[
+    "SASGATE_URL",
+    "SASGATE_TOKEN",
+    "SASGATE_CONFIG",
+    "SASGATE_AZURITE_BIN",
+    "SASGATE_TEST_PG",
+];
 
 impl Config {
     /// Loads defaults, then `file` (if it exists; a missing file named explicitly is an error),
@@ -322,21 +334,13 @@ fn describe(e: figment::Error) -> ConfigError {
         }
         Kind::UnknownField(field, expected) => {
             return ConfigError {
-                key: if key == "config" {
-                    field.clone()
-                } else {
-                    format!("{key}.{field}")
-                },
+                key: join_key(&key, field),
                 message: format!("unknown key; expected one of {}", expected.join(", ")),
             };
         }
         Kind::MissingField(field) => {
             return ConfigError {
-                key: if key == "config" {
-                    field.to_string()
-                } else {
-                    format!("{key}.{field}")
-                },
+                key: join_key(&key, field),
                 message: "missing; add it".into(),
             };
         }
@@ -345,6 +349,17 @@ fn describe(e: figment::Error) -> ConfigError {
         _ => "cannot be read".into(),
     };
     ConfigError { key, message }
+}
+
+/// `path.field`, unless figment's path already ends with the field.
+fn join_key(path: &str, field: &str) -> String {
+    if path == "config" {
+        field.to_owned()
+    } else if path == field || path.ends_with(&format!(".{field}")) {
+        path.to_owned()
+    } else {
+        format!("{path}.{field}")
+    }
 }
 
 fn one(key: &str, message: String) -> ConfigErrors {
@@ -615,11 +630,29 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             policy_dir: raw.policy.dir,
             log_json,
             log_level: raw.log.level,
+            warnings: unknown_variables(env, &raw.accounts),
             accounts,
             principals,
         }),
         _ => Err(ConfigErrors(errors)),
     }
+}
+
+/// `SASGATE_` variables that set no key, name no account key and are not otherwise known. Only
+/// names are reported, never values.
+fn unknown_variables(env: &[(String, String)], accounts: &[AccountSection]) -> Vec<String> {
+    env.iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("SASGATE_"))
+        .filter(|k| !KNOWN_VARIABLES.contains(k))
+        .filter(|k| !accounts.iter().any(|a| a.key_env.as_deref() == Some(*k)))
+        .filter(|k| {
+            let rest = k.trim_start_matches("SASGATE_");
+            let section = rest.split("__").next().unwrap_or("").to_ascii_lowercase();
+            !(SECTIONS.contains(&section.as_str()) && rest.contains("__"))
+        })
+        .map(|k| format!("the environment variable {k} configures nothing (SASGATE_<SECTION>__<KEY>, e.g. SASGATE_SERVER__LISTEN); check its spelling"))
+        .collect()
 }
 
 /// Parses 64 hex characters into 32 bytes.
@@ -633,4 +666,166 @@ pub fn decode_sha256_hex(text: &str) -> Option<[u8; 32]> {
         *slot = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("sasgate.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const ACCOUNT: &str = "[[accounts]]\nname = \"acct\"\nkey_env = \"SASGATE_KEY_ACCT\"\n";
+
+    #[test]
+    fn defaults_file_and_environment_layer_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            &format!(
+                "[server]\nlisten = \"127.0.0.1:9000\"\n[limits]\nmax_ttl = \"2h\"\n{ACCOUNT}"
+            ),
+        );
+        let c = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_KEY_ACCT", KEY),
+                ("SASGATE_SERVER__LISTEN", "127.0.0.1:0"),
+                ("SASGATE_LIMITS__DEFAULT_TTL", "5m"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 0, "the environment wins over the file");
+        assert_eq!(
+            c.max_ttl,
+            Duration::hours(2),
+            "the file wins over the defaults"
+        );
+        assert_eq!(c.default_ttl, Duration::minutes(5));
+        assert_eq!(c.start_backdate, Duration::minutes(15), "default");
+        assert_eq!(
+            c.accounts["acct"].blob_endpoint.as_str(),
+            "https://acct.blob.core.windows.net/"
+        );
+        assert_eq!(c.accounts["acct"].sas_version, SasVersion::DEFAULT);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert!(
+            !format!("{c:?}").contains(&KEY[..16]),
+            "Debug must not show the key"
+        );
+    }
+
+    #[test]
+    fn file_variables_and_key_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("k");
+        std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+        let level = dir.path().join("level");
+        std::fs::write(&level, "debug\n").unwrap();
+        let file = write(
+            dir.path(),
+            &format!(
+                "[[accounts]]\nname = \"acct\"\nkey_file = \"{}\"\n",
+                key_file.display()
+            ),
+        );
+        let c = Config::load_from(
+            Some(&file),
+            &env(&[("SASGATE_LOG__LEVEL_FILE", level.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(c.log_level, "debug");
+        assert!(c.accounts.contains_key("acct"));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_the_fix_and_never_the_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = "hunter2-very-secret-value";
+        let file = write(
+            dir.path(),
+            &format!(
+                "[server]\nlisten = \"0.0.0.0:8080\"\n[limits]\nmax_ttl = \"30d\"\n[principals.bob]\napi_key_sha256 = \"{secret}\"\n{ACCOUNT}"
+            ),
+        );
+        let err = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_KEY_ACCT", secret),
+                ("SASGATE_SERVER__REQUEST_TIMEOUT", secret),
+            ]),
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        for key in [
+            "server.listen",
+            "limits.max_ttl",
+            "principals.bob.api_key_sha256",
+            "accounts[0].key",
+            "server.request_timeout",
+        ] {
+            assert!(
+                err.0.iter().any(|e| e.key == key),
+                "{key} missing from:\n{text}"
+            );
+        }
+        assert!(
+            text.contains("loopback") && text.contains("sasgate keygen") && text.contains("7d"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "a value was echoed:\n{text}");
+    }
+
+    #[test]
+    fn unknown_keys_and_types_are_named_without_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "[server]\nlisten = \"127.0.0.1:1\"\ncolour = \"secret-blue\"\n",
+        );
+        let err = Config::load_from(Some(&file), &[]).unwrap_err();
+        assert_eq!(err.0[0].key, "server.colour", "{err}");
+        assert!(!err.to_string().contains("secret-blue"));
+        let file = write(dir.path(), "[server]\nmax_body_bytes = \"lots-secret\"\n");
+        let err = Config::load_from(Some(&file), &[]).unwrap_err();
+        assert_eq!(err.0[0].key, "server.max_body_bytes", "{err}");
+        assert!(!err.to_string().contains("lots-secret"), "{err}");
+        let err = Config::load_from(Some(&dir.path().join("missing.toml")), &[]).unwrap_err();
+        assert!(err.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn missing_key_sources_and_stray_variables() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), ACCOUNT);
+        let err = Config::load_from(Some(&file), &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("SASGATE_KEY_ACCT is not set"),
+            "{err}"
+        );
+        let c = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_KEY_ACCT", KEY),
+                ("SASGATE_SERVR__LISTEN", "x"),
+                ("SASGATE_TOKEN", "t"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(c.warnings[0].contains("SASGATE_SERVR__LISTEN"));
+    }
 }

@@ -48,18 +48,32 @@ impl std::ops::Deref for AppState {
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// `req_` + 16 random hex characters on every request.
-#[derive(Clone, Copy, Default)]
-struct MakeId;
+/// `req_<process prefix>_<counter>` on every request: unique per process run without a
+/// system call per request (request ids correlate logs; they are not secrets).
+#[derive(Clone)]
+struct MakeId {
+    prefix: Arc<str>,
+    counter: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MakeId {
+    fn new() -> Self {
+        let mut b = [0u8; 4];
+        let _ = getrandom::fill(&mut b);
+        let prefix = b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        Self {
+            prefix: prefix.into(),
+            counter: Arc::default(),
+        }
+    }
+}
 
 impl MakeRequestId for MakeId {
     fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let mut b = [0u8; 8];
-        getrandom::fill(&mut b).ok()?;
-        let id = format!(
-            "req_{}",
-            b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-        );
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("req_{}_{n}", self.prefix);
         axum::http::HeaderValue::from_str(&id)
             .ok()
             .map(RequestId::new)
@@ -85,7 +99,7 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
         })
         .with_state(state);
     let stack = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId))
+        .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId::new()))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))
         .layer(

@@ -27,7 +27,7 @@ pub enum AzureError {
     },
     /// The request could not be sent or its response could not be received (DNS, TCP, TLS,
     /// timeout).
-    #[error("{operation}: could not reach Azure Storage: {source}")]
+    #[error("{operation}: could not reach Azure Storage: {}", chain(source))]
     Transport {
         /// The client method.
         operation: &'static str,
@@ -83,6 +83,21 @@ impl AzureError {
             Self::Config(_) => None,
         }
     }
+}
+
+/// The error and its causes, `a: b: c` (a TLS or DNS failure is only named deep in the chain).
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 #[cfg(test)]

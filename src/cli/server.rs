@@ -19,6 +19,9 @@ pub async fn serve(config_path: Option<PathBuf>) -> ExitCode {
         Err(code) => return code,
     };
     crate::telemetry::init(config.log_json, &config.log_level);
+    for w in &config.warnings {
+        tracing::warn!("{w}");
+    }
     let app = match Application::build(config).await {
         Ok(a) => a,
         Err(e) => {

@@ -268,6 +268,8 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), LedgerError> {
         // Keep the WAL from staying huge after a burst once it has been checkpointed.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(fail)?;
+        conn.pragma_update(None, "cache_size", -65536)
+            .map_err(fail)?;
     }
     Ok(())
 }

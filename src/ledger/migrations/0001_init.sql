@@ -42,10 +42,10 @@ CREATE TABLE issuances (
 );
 
 -- Listing order is (issued_at DESC, id DESC); each index ends with that key so a
--- filtered page is an index range scan.
+-- filtered page is an index range scan. An account-only filter uses the container index
+-- prefix: one index fewer to write on every issuance.
 CREATE INDEX issuances_by_time ON issuances (issued_at, id);
 CREATE INDEX issuances_by_principal ON issuances (principal, issued_at, id);
-CREATE INDEX issuances_by_account ON issuances (account, issued_at, id);
 CREATE INDEX issuances_by_container ON issuances (account, container, issued_at, id);
 -- Not unique: two identical requests in the same second get byte-identical tokens, and each
 -- request is its own issuance.
