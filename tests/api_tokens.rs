@@ -5,7 +5,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Utc};
-use common::app::{MODEL, model_request, spawn_app};
+use common::app::{MODEL, list_all, model_request, spawn_app};
 use serde_json::{Value, json};
 
 fn time(v: &Value) -> DateTime<Utc> {
@@ -327,27 +327,11 @@ async fn admins_list_and_principals_see_only_their_own() {
     let ci_id = body["id"].as_str().unwrap().to_owned();
 
     // Pagination covers every issuance once, newest first.
-    let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/issuances?limit=2&cursor={c}"),
-            None => "/v1/issuances?limit=2".to_owned(),
-        };
-        let (status, page) = app.get(&app.admin, &path).await;
-        assert_eq!(status, 200, "{page}");
-        seen.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["id"].as_str().unwrap().to_owned()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let seen: Vec<String> = list_all(&app.http, &app.address, &app.admin, 2)
+        .await
+        .iter()
+        .map(|i| i["id"].as_str().unwrap().to_owned())
+        .collect();
     let mut expected: Vec<String> = ids.iter().cloned().chain([ci_id.clone()]).collect();
     expected.reverse();
     assert_eq!(seen, expected);

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::app::{MODEL, model_request, seed, spawn_app_with_ledger, spawn_binary, write_setup};
+use common::app::{
+    MODEL, list_all, model_request, seed, spawn_app_with_ledger, spawn_binary, write_setup,
+};
 use common::azurite::{Azurite, KEY, Tls};
 use common::tmpfs::Tmpfs;
 use serde_json::Value;
@@ -22,7 +24,7 @@ async fn with_the_ledger_unwritable_mints_get_503_and_no_token_then_recover_with
     let (status, _) = app.mint(&app.alice, model_request()).await;
     assert_eq!(status, 201, "works before the fault");
 
-    disk.fill();
+    let _ = disk.fill();
     for _ in 0..3 {
         let (status, body) = app.mint(&app.alice, model_request()).await;
         assert_eq!(status, 503, "{body}");
@@ -134,29 +136,11 @@ async fn every_token_a_client_received_survives_a_sigkill() {
     // Restart on the same ledger and look every received token up by its signature.
     let binary = spawn_binary(&setup.config, 0, &setup.dir.path().join("run2.log")).await;
     let http = reqwest::Client::new();
-    let mut hashes = BTreeSet::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut req = http
-            .get(format!("{}/v1/issuances", binary.address))
-            .bearer_auth(&setup.admin)
-            .query(&[("limit", "1000")]);
-        if let Some(c) = &cursor {
-            req = req.query(&[("cursor", c)]);
-        }
-        let page: Value = req.send().await.unwrap().json().await.unwrap();
-        hashes.extend(
-            page["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["signature_sha256"].as_str().unwrap().to_owned()),
-        );
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let hashes: BTreeSet<String> = list_all(&http, &binary.address, &setup.admin, 1000)
+        .await
+        .iter()
+        .map(|i| i["signature_sha256"].as_str().unwrap().to_owned())
+        .collect();
     let missing: Vec<_> = tokens
         .iter()
         .filter(|url| {

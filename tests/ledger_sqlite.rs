@@ -3,13 +3,14 @@
 //! the denial flood staying bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
+use common::tmpfs::Tmpfs;
 use sasgate::ledger::conformance::{self, ConformanceOptions, sample_record};
 use sasgate::ledger::sqlite::{SqliteLedger, SqliteOptions};
 use sasgate::ledger::{DenialRecord, IssuanceRecord, Ledger, LedgerError, ListFilter, new_id};
@@ -190,107 +191,18 @@ async fn concurrent_appends_share_commits() {
     assert!(after.largest_group > 1);
 }
 
-/// A tmpfs mounted for one test, unmounted when dropped (also when the test fails).
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Result<Self, String> {
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "sasgate-test",
-            ])
-            .arg(dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if out.status.success() {
-            Ok(Self {
-                dir: dir.to_path_buf(),
-            })
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-
-    fn remount(&self, mode: &str) -> Result<(), String> {
-        let out = Command::new("mount")
-            .args(["-o", &format!("remount,{mode}")])
-            .arg(&self.dir)
-            .output()
-            .map_err(|e| format!("cannot run mount: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-        }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(&self.dir)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
-        }
-    }
-}
-
-/// Mounts a small tmpfs, or says why the test cannot run: fails under CI, skips loudly
-/// elsewhere.
-fn small_tmpfs(dir: &Path) -> Option<Tmpfs> {
-    match Tmpfs::mount(dir, "2m") {
-        Ok(mount) => Some(mount),
-        Err(e) if std::env::var_os("CI").is_some() => {
-            panic!("mounting a tmpfs failed under CI (run the tests as root): {e}")
-        }
-        Err(e) => {
-            eprintln!("SKIPPED: the disk-full test needs root to mount a tmpfs ({e})");
-            None
-        }
-    }
-}
-
-/// Writes zeros until the filesystem is full.
-fn fill(path: &Path) -> u64 {
-    let mut file = std::fs::File::create(path).unwrap();
-    let mut written = 0u64;
-    for chunk in [64 * 1024, 4096, 512, 1] {
-        let block = vec![0u8; chunk];
-        loop {
-            match file.write(&block) {
-                Ok(0) => break,
-                Ok(n) => written += n as u64,
-                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
-                Err(e) => panic!("filling the disk: {e}"),
-            }
-        }
-    }
-    let _ = file.sync_all();
-    written
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fails_closed_when_the_disk_is_full_and_heals_without_a_restart() {
-    let dir = scratch();
-    let Some(mount) = small_tmpfs(dir.path()) else {
+    let Some(mount) = Tmpfs::mount("2m") else {
         return;
     };
-    let db = dir.path().join("ledger.db");
+    let db = mount.path().join("ledger.db");
     let ledger = SqliteLedger::open(&url(&db), SqliteOptions::default()).unwrap();
     ledger.append(record("user:disk", 0)).await.unwrap();
     ledger.check().await.unwrap();
 
     // Full disk: the append fails, and nothing of it is readable.
-    let filler = dir.path().join("filler");
-    let filled = fill(&filler);
+    let filled = mount.fill();
     let doomed = record("user:disk", 1);
     match ledger.append(doomed.clone()).await {
         Err(LedgerError::Unavailable(e)) => eprintln!("append on a full disk: {e}"),
@@ -312,7 +224,7 @@ async fn fails_closed_when_the_disk_is_full_and_heals_without_a_restart() {
     assert!(ledger.append(record("user:disk", 2)).await.is_err());
 
     // Space again: the very next append works, on the same ledger.
-    std::fs::remove_file(&filler).unwrap();
+    mount.unfill();
     let healed = record("user:disk", 3);
     ledger.append(healed.clone()).await.unwrap();
     assert_eq!(ledger.get(&healed.id).await.unwrap(), Some(healed));

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::auth::Caller;
 use super::problem::{Code, Problem};
-use crate::broker::{MintError, MintRequest};
+use crate::broker::{FromJson as _, MintError, MintRequest};
 
 /// Mints a SAS for the caller (any principal), if policy allows.
 pub async fn create(

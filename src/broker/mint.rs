@@ -40,17 +40,8 @@ const ACCOUNT_FIELDS: &[&str] = &[
 /// The longest reason kept.
 const MAX_REASON_CHARS: usize = 500;
 
-/// A parsed, canonicalised mint request.
-#[derive(Clone, Debug)]
-pub struct MintRequest {
-    pub account: String,
-    pub container: ContainerName,
-    pub blob: Option<BlobName>,
-    pub permissions: Permissions,
-    pub ttl: Option<Duration>,
-    pub ip: Option<IpRange>,
-    pub reason: Option<String>,
-}
+/// A parsed, canonicalised mint request: exactly what policy decides on.
+pub type MintRequest = AccessRequest;
 
 /// Why a mint was refused. Each maps to one problem code.
 #[derive(Debug, thiserror::Error)]
@@ -108,11 +99,17 @@ impl std::fmt::Debug for Minted {
     }
 }
 
-impl MintRequest {
+/// Parsing the JSON body of `POST /v1/tokens` (and `sasgate policy explain`).
+pub trait FromJson: Sized {
+    /// Parses and canonicalises; see [`MintRequest`].
+    fn from_json(body: &serde_json::Value) -> Result<Self, MintError>;
+}
+
+impl FromJson for MintRequest {
     /// Parses the JSON body. Account-wide requests in any form are refused with
     /// `account_scope_forbidden` before anything else is looked at, so that the refusal says
     /// what is wrong rather than "unknown field".
-    pub fn from_json(body: &serde_json::Value) -> Result<Self, MintError> {
+    fn from_json(body: &serde_json::Value) -> Result<Self, MintError> {
         let obj = body
             .as_object()
             .ok_or_else(|| MintError::InvalidRequest("the body must be a JSON object".into()))?;
@@ -213,15 +210,18 @@ impl MintRequest {
             reason,
         })
     }
+}
 
-    fn summary(&self) -> serde_json::Value {
+/// What a denial records of the request: bounded, and never the reason text.
+fn summary(req: &MintRequest) -> serde_json::Value {
+    {
         serde_json::json!({
-            "account": truncate(&self.account, 64),
-            "container": self.container.as_str(),
-            "blob": self.blob.as_ref().map(|b| truncate(b.as_str(), 256)),
-            "permissions": self.permissions.as_string(),
-            "ttl_seconds": self.ttl.map(|t| t.num_seconds()),
-            "ip": self.ip.map(|i| i.to_string()),
+            "account": truncate(&req.account, 64),
+            "container": req.container.as_str(),
+            "blob": req.blob.as_ref().map(|b| truncate(b.as_str(), 256)),
+            "permissions": req.permissions.as_string(),
+            "ttl_seconds": req.ttl.map(|t| t.num_seconds()),
+            "ip": req.ip.map(|i| i.to_string()),
         })
     }
 }
@@ -315,9 +315,7 @@ impl Broker {
                 principal: principal.map(Principal::ledger_name),
                 client_addr,
                 code: error.code().to_owned(),
-                request: request
-                    .map(MintRequest::summary)
-                    .unwrap_or(serde_json::Value::Null),
+                request: request.map(summary).unwrap_or(serde_json::Value::Null),
                 reasons,
             })
             .await;
@@ -341,16 +339,7 @@ impl Broker {
             roles: principal.roles.clone(),
             oidc: None,
         };
-        let access = AccessRequest {
-            account: req.account.clone(),
-            container: req.container.clone(),
-            blob: req.blob.clone(),
-            permissions: req.permissions,
-            ttl: req.ttl,
-            ip: req.ip,
-            reason: req.reason.clone(),
-        };
-        let grant = match self.policy.decide(&subject, &access) {
+        let grant = match self.policy.decide(&subject, req) {
             Decision::Allow(g) => g,
             Decision::Deny(d) => return Err(MintError::Denied(d)),
         };

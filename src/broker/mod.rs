@@ -2,4 +2,4 @@
 //! and record durably before the token is returned.
 mod mint;
 
-pub use mint::{Broker, MintError, MintRequest, Minted, parse_ttl};
+pub use mint::{Broker, FromJson, MintError, MintRequest, Minted, parse_ttl};

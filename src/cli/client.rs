@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// Where the server is and who we are.
 pub struct Client {
@@ -86,40 +86,16 @@ pub enum Output {
     Env,
 }
 
-/// What to mint.
-pub struct MintArgs {
-    pub account: String,
-    pub container: String,
-    pub blob: Option<String>,
-    pub permissions: Option<String>,
-    pub ttl: Option<String>,
-    pub ip: Option<String>,
-    pub reason: Option<String>,
-    pub output: Output,
-}
-
-pub async fn mint(args: MintArgs) -> ExitCode {
+pub async fn mint(body: &Value, output: Output) -> ExitCode {
     let client = match Client::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let mut body = json!({ "account": args.account, "container": args.container });
-    for (k, v) in [
-        ("blob", args.blob),
-        ("permissions", args.permissions),
-        ("ttl", args.ttl),
-        ("ip", args.ip),
-        ("reason", args.reason),
-    ] {
-        if let Some(v) = v {
-            body[k] = Value::String(v);
-        }
-    }
     let url = format!("{}/v1/tokens", client.base);
-    match client.send(client.http.post(url).json(&body)).await {
+    match client.send(client.http.post(url).json(body)).await {
         Ok(v) => {
             let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
-            match args.output {
+            match output {
                 Output::Url => println!("{}", s("url")),
                 Output::Sas => println!("{}", s("sas")),
                 Output::Json => {

@@ -75,25 +75,8 @@ enum Command {
     Policy(PolicyCommand),
     /// Ask the broker for a SAS (reads SASGATE_URL and SASGATE_TOKEN).
     Mint {
-        #[arg(long)]
-        account: String,
-        #[arg(long)]
-        container: String,
-        /// One blob; leave out for container scope.
-        #[arg(long)]
-        blob: Option<String>,
-        /// Permission letters (default r).
-        #[arg(long)]
-        perms: Option<String>,
-        /// Lifetime, e.g. 15m (default: the rule's default).
-        #[arg(long)]
-        ttl: Option<String>,
-        /// Restrict to an IPv4 address, range or CIDR block.
-        #[arg(long)]
-        ip: Option<String>,
-        /// Why you need it (required by some rules).
-        #[arg(long)]
-        reason: Option<String>,
+        #[command(flatten)]
+        request: RequestArgs,
         #[arg(long, value_enum, default_value_t = client::Output::Url)]
         output: client::Output,
     },
@@ -126,6 +109,49 @@ enum Command {
     },
 }
 
+/// What to ask for: the fields of a mint request, shared by `mint` and `policy explain`.
+#[derive(Debug, clap::Args)]
+struct RequestArgs {
+    #[arg(long)]
+    account: String,
+    #[arg(long)]
+    container: String,
+    /// One blob; leave out for container scope.
+    #[arg(long)]
+    blob: Option<String>,
+    /// Permission letters (default r).
+    #[arg(long)]
+    perms: Option<String>,
+    /// Lifetime, e.g. 15m (default: the rule's default).
+    #[arg(long)]
+    ttl: Option<String>,
+    /// Restrict to an IPv4 address, range or CIDR block.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Why you need it (required by some rules).
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+impl RequestArgs {
+    /// The `POST /v1/tokens` body.
+    fn to_json(&self) -> serde_json::Value {
+        let mut body = serde_json::json!({ "account": self.account, "container": self.container });
+        for (k, v) in [
+            ("blob", &self.blob),
+            ("permissions", &self.perms),
+            ("ttl", &self.ttl),
+            ("ip", &self.ip),
+            ("reason", &self.reason),
+        ] {
+            if let Some(v) = v {
+                body[k] = serde_json::Value::String(v.clone());
+            }
+        }
+        body
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// Load the configuration and every policy file as the server would; exit 1 on any error.
@@ -137,20 +163,8 @@ enum PolicyCommand {
         /// A configured principal (its roles are taken from the configuration).
         #[arg(long)]
         principal: String,
-        #[arg(long)]
-        account: String,
-        #[arg(long)]
-        container: String,
-        #[arg(long)]
-        blob: Option<String>,
-        #[arg(long)]
-        perms: Option<String>,
-        #[arg(long)]
-        ttl: Option<String>,
-        #[arg(long)]
-        ip: Option<String>,
-        #[arg(long)]
-        reason: Option<String>,
+        #[command(flatten)]
+        request: RequestArgs,
     },
 }
 
@@ -210,45 +224,11 @@ pub fn run() -> ExitCode {
         Command::Policy(PolicyCommand::Explain {
             config,
             principal,
-            account,
-            container,
-            blob,
-            perms,
-            ttl,
-            ip,
-            reason,
-        }) => server::policy_explain(
-            config.config.as_deref(),
-            &principal,
-            account,
-            container,
-            blob,
-            perms,
-            ttl,
-            ip,
-            reason,
-        ),
+            request,
+        }) => server::policy_explain(config.config.as_deref(), &principal, &request.to_json()),
         Command::Serve(c) => block_on(server::serve(c.config)),
         Command::Dev(DevCommand::Seed(c)) => block_on(server::dev_seed(c.config.as_deref())),
-        Command::Mint {
-            account,
-            container,
-            blob,
-            perms,
-            ttl,
-            ip,
-            reason,
-            output,
-        } => block_on(client::mint(client::MintArgs {
-            account,
-            container,
-            blob,
-            permissions: perms,
-            ttl,
-            ip,
-            reason,
-            output,
-        })),
+        Command::Mint { request, output } => block_on(client::mint(&request.to_json(), output)),
         Command::Issuances(IssuancesCommand::List {
             principal,
             account,

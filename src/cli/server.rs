@@ -85,20 +85,13 @@ pub fn policy_check(config_path: Option<&Path>) -> ExitCode {
 }
 
 /// `sasgate policy explain`: the decision and, rule by rule, where each one stopped.
-#[allow(clippy::too_many_arguments)]
 pub fn policy_explain(
     config_path: Option<&Path>,
     principal: &str,
-    account: String,
-    container: String,
-    blob: Option<String>,
-    perms: Option<String>,
-    ttl: Option<String>,
-    ip: Option<String>,
-    reason: Option<String>,
+    body: &serde_json::Value,
 ) -> ExitCode {
-    use crate::broker::MintRequest;
-    use crate::policy::{AccessRequest, Decision, Subject};
+    use crate::broker::{FromJson as _, MintRequest};
+    use crate::policy::{Decision, Subject};
     let config = match load_config(config_path) {
         Ok(c) => c,
         Err(code) => return code,
@@ -114,19 +107,7 @@ pub fn policy_explain(
         eprintln!("error: no principal '{principal}' in the configuration");
         return ExitCode::from(2);
     };
-    let mut body = serde_json::json!({ "account": account, "container": container });
-    for (k, v) in [
-        ("blob", blob),
-        ("permissions", perms),
-        ("ttl", ttl),
-        ("ip", ip),
-        ("reason", reason),
-    ] {
-        if let Some(v) = v {
-            body[k] = serde_json::Value::String(v);
-        }
-    }
-    let req = match MintRequest::from_json(&body) {
+    let req = match MintRequest::from_json(body) {
         Ok(r) => r,
         Err(e) => {
             println!("refused before policy ({}): {e}", e.code());
@@ -138,16 +119,7 @@ pub fn policy_explain(
         roles: p.roles.clone(),
         oidc: None,
     };
-    let access = AccessRequest {
-        account: req.account,
-        container: req.container,
-        blob: req.blob,
-        permissions: req.permissions,
-        ttl: req.ttl,
-        ip: req.ip,
-        reason: req.reason,
-    };
-    let explanation = set.explain(&subject, &access);
+    let explanation = set.explain(&subject, &req);
     for r in &explanation.rules {
         println!(
             "  {:<32} {:<10} {}",

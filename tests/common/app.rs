@@ -294,3 +294,31 @@ impl Drop for Binary {
         let _ = self.child.wait();
     }
 }
+
+/// Every issuance the admin listing returns, following cursors, `limit` per page.
+pub async fn list_all(
+    http: &reqwest::Client,
+    address: &str,
+    admin_key: &str,
+    limit: usize,
+) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut req = http
+            .get(format!("{address}/v1/issuances"))
+            .bearer_auth(admin_key)
+            .query(&[("limit", limit.to_string())]);
+        if let Some(c) = &cursor {
+            req = req.query(&[("cursor", c)]);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let page: Value = r.json().await.unwrap();
+        items.extend(page["items"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return items,
+        }
+    }
+}

@@ -4,10 +4,11 @@
 //! Mounting needs root (as on this project's machines and CI). Without it the test is skipped
 //! with a loud message, except under `CI`, where it fails.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A mounted tmpfs, unmounted on drop.
+/// A mounted tmpfs, unmounted on drop (also when the test fails).
 pub struct Tmpfs {
     dir: tempfile::TempDir,
     filler: PathBuf,
@@ -52,32 +53,58 @@ impl Tmpfs {
         self.dir.path()
     }
 
-    /// Fills every free byte, so that any write fails with "no space left on device".
-    pub fn fill(&self) {
-        use std::io::Write as _;
-        let mut f = std::fs::File::create(&self.filler).unwrap();
-        let chunk = vec![0u8; 64 * 1024];
-        loop {
-            if f.write_all(&chunk).is_err() {
-                break;
+    /// Fills every free byte, down to the last one, so that any write fails with ENOSPC.
+    /// Returns how many bytes it wrote.
+    pub fn fill(&self) -> u64 {
+        let mut file = std::fs::File::create(&self.filler).unwrap();
+        let mut written = 0u64;
+        for chunk in [64 * 1024, 4096, 512, 1] {
+            let block = vec![0u8; chunk];
+            loop {
+                match file.write(&block) {
+                    Ok(0) => break,
+                    Ok(n) => written += n as u64,
+                    Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                    Err(e) => panic!("filling the disk: {e}"),
+                }
             }
         }
-        // Also the last partial block.
-        while f.write_all(&[0u8; 512]).is_ok() {}
-        let _ = f.sync_all();
+        let _ = file.sync_all();
+        written
     }
 
     /// Frees the space again.
     pub fn unfill(&self) {
         std::fs::remove_file(&self.filler).unwrap();
     }
+
+    /// `mount -o remount,<mode>`: Linux refuses `ro` with EBUSY while a file on the mount is
+    /// open for writing.
+    pub fn remount(&self, mode: &str) -> Result<(), String> {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{mode}")])
+            .arg(self.dir.path())
+            .output()
+            .map_err(|e| format!("cannot run mount: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
+    }
 }
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount")
-            .arg("-l")
+        let ok = Command::new("umount")
             .arg(self.dir.path())
-            .status();
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
     }
 }
