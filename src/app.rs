@@ -126,6 +126,7 @@ impl Application {
             },
             principals: config.principals.clone(),
             ledger: ledger.clone(),
+            readiness: tokio::sync::Mutex::new(None),
         }));
         let router = api::router(state, config.request_timeout, config.max_body_bytes);
         Ok(Self {

@@ -207,6 +207,23 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
+/// SHA-256 of the demo API keys printed in README.md: accepted on loopback only, with a warning.
+const DEMO_KEY_SHA256: &[&str] = &[
+    "0ddf3b49ec8a49c8aea7a67444c5cd9765f94664592e9a1bde922a782597c257",
+    "ad09494eebeb996e2a264375460ed8bb3fd13296df79dd00c40ab5210071d023",
+    "0b9a4e5e45fc6fe8baa878cf933ed7d357cd433ef07977e979b5ff7de0d14ad8",
+];
+
+/// True for an endpoint on this machine.
+pub(crate) fn is_loopback(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
 /// `SASGATE_` variables that are not configuration keys but are expected.
 const KNOWN_VARIABLES: &[&str] = &[
     "SASGATE_URL",
@@ -429,6 +446,19 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
                 "may not exceed 7d; long-lived tokens are what sasgate exists to prevent".into(),
             );
         }
+        if let Some(b) = start_backdate {
+            if b > Duration::hours(1) {
+                err(
+                    "limits.start_backdate",
+                    "may not exceed 1h; 15m covers Azure's documented clock skew".into(),
+                );
+            } else if m + b > ABSOLUTE_MAX_TTL {
+                err(
+                    "limits.max_ttl",
+                    "plus limits.start_backdate may not exceed 7d: the signed window (st to se) is both".into(),
+                );
+            }
+        }
         if let Some(d) = default_ttl {
             if d > m {
                 err(
@@ -444,7 +474,12 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
     if raw.ledger.max_denials == 0 {
         err("ledger.max_denials", "must be at least 1".into());
     }
-    if !(raw.ledger.url.starts_with("sqlite:")) {
+    if raw.ledger.url.contains(":memory:") || raw.ledger.url.contains("mode=memory") {
+        err(
+            "ledger.url",
+            "an in-memory ledger loses every record on restart; give a file such as sqlite://data/sasgate.db".into(),
+        );
+    } else if !(raw.ledger.url.starts_with("sqlite:")) {
         err(
             "ledger.url",
             "must be a sqlite:// URL (for example sqlite://data/sasgate.db)".into(),
@@ -481,6 +516,13 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             .clone()
             .unwrap_or_else(|| format!("https://{}.blob.core.windows.net", name));
         let endpoint = match url::Url::parse(&endpoint_text) {
+            Ok(u) if a.insecure_allow_http && !is_loopback(&u) => {
+                err(
+                    &format!("{key_prefix}.insecure_allow_http"),
+                    "is only for an emulator on this machine (127.0.0.1 or localhost); a real account gets spr=https".into(),
+                );
+                None
+            }
             Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && a.insecure_allow_http) => {
                 Some(u)
             }
@@ -571,7 +613,8 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
         }
     }
 
-    let mut principals = Vec::new();
+    let mut principals: Vec<ApiKeyPrincipal> = Vec::new();
+    let mut demo = Vec::new();
     for (name, p) in &raw.principals {
         let key = format!("principals.{name}");
         if name.is_empty()
@@ -592,6 +635,29 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             );
             continue;
         };
+        if let Some(other) = principals
+            .iter()
+            .find(|o: &&ApiKeyPrincipal| o.api_key_sha256 == hash)
+        {
+            err(
+                &format!("{key}.api_key_sha256"),
+                format!(
+                    "is the same as principals.{}'s; every principal needs its own key (`sasgate keygen`)",
+                    other.name
+                ),
+            );
+            continue;
+        }
+        if DEMO_KEY_SHA256.contains(&p.api_key_sha256.trim()) {
+            if listen.is_some_and(|a| !a.ip().is_loopback()) {
+                err(
+                    &format!("{key}.api_key_sha256"),
+                    "is a demo key whose secret is published in README.md; replace it (`sasgate keygen`) before listening beyond loopback".into(),
+                );
+                continue;
+            }
+            demo.push(name.clone());
+        }
         principals.push(ApiKeyPrincipal {
             name: name.clone(),
             api_key_sha256: hash,
@@ -630,7 +696,10 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             policy_dir: raw.policy.dir,
             log_json,
             log_level: raw.log.level,
-            warnings: unknown_variables(env, &raw.accounts),
+            warnings: unknown_variables(env, &raw.accounts)
+                .into_iter()
+                .chain((!demo.is_empty()).then(|| format!("demo principals {} use API keys published in README.md; remove them before real use", demo.join(", "))))
+                .collect(),
             accounts,
             principals,
         }),
@@ -805,6 +874,48 @@ mod tests {
         assert!(!err.to_string().contains("lots-secret"), "{err}");
         let err = Config::load_from(Some(&dir.path().join("missing.toml")), &[]).unwrap_err();
         assert!(err.to_string().contains("does not exist"));
+    }
+
+    #[test]
+    fn unsafe_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let demo = "0ddf3b49ec8a49c8aea7a67444c5cd9765f94664592e9a1bde922a782597c257";
+        let file = write(
+            dir.path(),
+            &format!(
+                "[server]\nlisten = \"0.0.0.0:8080\"\nallow_plain_http = true\n[ledger]\nurl = \"sqlite::memory:\"\n[limits]\nstart_backdate = \"2h\"\n\
+                 [principals.a]\napi_key_sha256 = \"{demo}\"\n\
+                 [principals.b]\napi_key_sha256 = \"{h}\"\n[principals.c]\napi_key_sha256 = \"{h}\"\n\
+                 [[accounts]]\nname = \"real\"\nkey_env = \"SASGATE_KEY_ACCT\"\ninsecure_allow_http = true\n",
+                h = "ab".repeat(32)
+            ),
+        );
+        let err = Config::load_from(Some(&file), &env(&[("SASGATE_KEY_ACCT", KEY)])).unwrap_err();
+        let keys: Vec<&str> = err.0.iter().map(|e| e.key.as_str()).collect();
+        for key in [
+            "ledger.url",
+            "limits.start_backdate",
+            "principals.a.api_key_sha256",
+            "principals.c.api_key_sha256",
+            "accounts[0].insecure_allow_http",
+        ] {
+            assert!(keys.contains(&key), "{key} missing from:\n{err}");
+        }
+        // On loopback the demo keys are accepted, with a warning.
+        let file = write(
+            dir.path(),
+            &format!("[principals.a]\napi_key_sha256 = \"{demo}\"\n"),
+        );
+        let c = Config::load_from(Some(&file), &[]).unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("demo principals a")),
+            "{:?}",
+            c.warnings
+        );
+        // A 7d ceiling leaves no room for the backdate.
+        let file = write(dir.path(), "[limits]\nmax_ttl = \"7d\"\n");
+        let err = Config::load_from(Some(&file), &[]).unwrap_err();
+        assert!(err.to_string().contains("signed window"), "{err}");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct Inner {
     pub broker: Broker,
     pub principals: Vec<ApiKeyPrincipal>,
     pub ledger: Arc<dyn Ledger>,
+    /// The last readiness verdict and when it was taken (see `health::readyz`).
+    pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -99,6 +101,11 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
         })
         .with_state(state);
     let stack = ServiceBuilder::new()
+        // A client-supplied x-request-id is dropped: ids in our logs are ours.
+        .map_request(|mut req: Request<axum::body::Body>| {
+            req.headers_mut().remove(&X_REQUEST_ID);
+            req
+        })
         .layer(SetRequestIdLayer::new(X_REQUEST_ID.clone(), MakeId::new()))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE]))

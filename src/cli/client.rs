@@ -18,6 +18,16 @@ impl Client {
         let base = std::env::var("SASGATE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into());
         let token = std::env::var("SASGATE_TOKEN")
             .map_err(|_| "set SASGATE_TOKEN to your sasgate API key (sgk_…)".to_owned())?;
+        let parsed =
+            url::Url::parse(&base).map_err(|_| format!("SASGATE_URL is not a URL: {base}"))?;
+        if parsed.scheme() != "https"
+            && !crate::config::is_loopback(&parsed)
+            && std::env::var_os("SASGATE_ALLOW_HTTP").is_none()
+        {
+            return Err(format!(
+                "SASGATE_URL {base} is plain HTTP to another machine: your API key would cross the network in clear text; use https:// (or set SASGATE_ALLOW_HTTP=1 on a trusted network)"
+            ));
+        }
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(30))
             .build()

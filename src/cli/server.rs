@@ -158,13 +158,7 @@ pub async fn dev_seed(config_path: Option<&Path>) -> ExitCode {
     };
     let mut seeded = 0;
     for account in config.accounts.values() {
-        let local = match account.blob_endpoint.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
-        };
-        if !local {
+        if !crate::config::is_loopback(&account.blob_endpoint) {
             println!("skipping {}: not a local emulator", account.name);
             continue;
         }

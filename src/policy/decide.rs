@@ -226,6 +226,9 @@ pub(crate) fn check(rule: &Rule, subject: &Subject, request: &AccessRequest) -> 
     if rule.require_ip() {
         match request.ip {
             None => return Stage::Ip,
+            // A range as wide as a /8 restricts nothing worth the name (0.0.0.0/0 would satisfy
+            // the letter of the rule and defeat it).
+            Some(ip) if ip.len() > MAX_REQUIRED_IP_ADDRESSES => return Stage::Ip,
             Some(ip) => {
                 if !rule.ip_within.is_empty() && !rule.ip_within.iter().any(|w| ip_inside(ip, *w)) {
                     return Stage::Ip;
@@ -235,6 +238,9 @@ pub(crate) fn check(rule: &Rule, subject: &Subject, request: &AccessRequest) -> 
     }
     Stage::Allowed
 }
+
+/// The widest `ip` range that satisfies `require_ip`: a /16 (65,536 addresses).
+pub const MAX_REQUIRED_IP_ADDRESSES: u64 = 1 << 16;
 
 fn has_reason(request: &AccessRequest) -> bool {
     request
@@ -297,6 +303,9 @@ pub(crate) fn reason(
         },
         Stage::Reason => "requires a reason".to_owned(),
         Stage::Ip => match request.ip {
+            Some(ip) if ip.len() > MAX_REQUIRED_IP_ADDRESSES => {
+                format!("ip {ip} is wider than a /16")
+            }
             None if rule.ip_within.is_empty() => "requires an ip".to_owned(),
             None => format!("requires an ip inside {}", ranges_text(rule)),
             Some(ip) => format!("ip {ip} is not inside {}", ranges_text(rule)),
@@ -407,6 +416,9 @@ fn message(rule: &Rule, stage: Stage, request: &AccessRequest) -> (DenyCode, Str
         Stage::Ip => (
             DenyCode::IpRequired,
             match request.ip {
+                Some(ip) if ip.len() > MAX_REQUIRED_IP_ADDRESSES => format!(
+                    "Rule '{id}' requires the token to be bound to your network, and {ip} is wider than a /16; give your address or a narrower range."
+                ),
                 Some(ip) => format!(
                     "Rule '{id}' allows only addresses inside {} but the ip {ip} is outside them; give an ip inside one of those ranges.",
                     ranges_text(rule)

@@ -12,14 +12,15 @@
 //! description = "Researchers download published models"
 //! principals = ["role:researcher"]   # user:NAME | role:NAME | oidc:ISSUER; at least one
 //! account = "devstoreaccount1"
-//! containers = ["models", "ci-*"]    # exact names or globs; a glob needs a literal part
-//! blobs = ["published/**", "*.bin"]  # optional; `*`/`?` stay within a path segment, `**` crosses
+//! containers = ["models", "ci-*"]    # exact names or globs (`*`, `?` only); a glob needs a literal part
+//! blobs = ["published/**", "*.bin"]  # optional; `*`/`?` stay within a path segment, `**` crosses;
+//!                                    # no character classes or alternation
 //! scopes = ["blob"]                  # "blob" (default) and/or "container"
 //! permissions = "r"                  # the most a request may get (Azure SAS letters)
 //! default_ttl = "15m"                # default: min(limits.default_ttl, max_ttl)
 //! max_ttl = "1h"                     # default: limits.max_ttl; never above it
 //! require_reason = false             # the request must carry a non-blank reason
-//! require_ip = false                 # the request must carry an `ip`
+//! require_ip = false                 # the request must carry an `ip`, at most a /16
 //! ip_within = ["10.0.0.0/8"]         # optional; the request's ip range must lie inside one
 //! revocation = "expiry_only"         # | "stored_access_policy" | "link_only"
 //! [rule.claims]                      # oidc: principals only, and required for them
@@ -31,7 +32,9 @@
 //! TTL as a whole number of seconds ([`Ttl`]). Unknown fields are errors. Load refuses, and
 //! reports **all** problems at once with file, rule and field ([`PolicyError`]): duplicate ids, a
 //! `max_ttl` above `limits.max_ttl`, a `default_ttl` above `max_ttl`, bad globs, container globs
-//! that could match every container (`*`, `**`, `?*`, `[a-z]*`: that is account scope), blob
+//! that could match every container (`*`, `**`, `?*`: that is account scope) or that use
+//! character classes or alternation (whose reach is hard to judge: `[]a-z0-9]*` looks literal and
+//! is not), blob globs with classes (a negated class can match `/`), blob
 //! patterns no canonical name can match, permission letters the allowed scopes do not take,
 //! invalid account names or ip ranges, `[rule.claims]` without an `oidc:` principal, an `oidc:`
 //! principal without claims (any token of the issuer would match), and `blobs` together with

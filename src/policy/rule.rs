@@ -138,7 +138,7 @@ impl Pattern {
         })
     }
 
-    /// A container name or glob. A glob needs a literal character outside any `[...]` class, so
+    /// A container name or glob. A glob uses only `*` and `?` and needs a literal character, so
     /// that it can never match every container (which would be account scope).
     pub(crate) fn container(text: &str) -> Result<Self, String> {
         if !is_glob(text) {
@@ -146,32 +146,21 @@ impl Pattern {
                 .map(|name| Pattern::Exact(name.as_str().to_owned()))
                 .map_err(|e| format!("'{text}' is not a valid container name: {e}"));
         }
-        if text.contains(['{', '}']) {
+        // Only `*` and `?` as wildcards: character classes and alternation make "does this
+        // match every container?" hard to decide (`[]a-z0-9]*` looks literal but is not), so
+        // they are refused outright.
+        if !text
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '*' | '?'))
+        {
             return Err(format!(
-                "'{text}': alternation {{...}} is not allowed in container globs; list each pattern as its own entry"
+                "'{text}': container globs use only lowercase letters, digits, '-' and the wildcards * and ?"
             ));
         }
-        if !text.chars().all(|c| {
-            c.is_ascii_lowercase()
-                || c.is_ascii_digit()
-                || matches!(c, '-' | '*' | '?' | '[' | ']' | '!' | '^')
-        }) {
-            return Err(format!(
-                "'{text}': container globs use only lowercase letters, digits, '-' and the wildcards *, ? and [...]"
-            ));
-        }
-        let mut in_class = false;
-        let mut has_literal = false;
-        for c in text.chars() {
-            match c {
-                '[' if !in_class => in_class = true,
-                ']' if in_class => in_class = false,
-                '*' | '?' if !in_class => {}
-                _ if !in_class => has_literal = true,
-                _ => {}
-            }
-        }
-        if !has_literal {
+        if !text
+            .chars()
+            .any(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
             return Err(format!(
                 "'{text}' would match every container, which is account scope and never granted; give a prefix or other literal part, such as 'ci-*'"
             ));
@@ -191,6 +180,11 @@ impl Pattern {
                 .map_err(|e| {
                     format!("'{text}' is not a canonical blob name and could never match: {e}")
                 });
+        }
+        if text.contains(['[', ']', '{', '}']) {
+            return Err(format!(
+                "'{text}': blob globs use only *, ** and ?; character classes and alternation are not supported (a negated class could match '/')"
+            ));
         }
         if text
             .split('/')

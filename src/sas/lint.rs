@@ -196,6 +196,19 @@ pub fn lint(sas: &ParsedSas, now: DateTime<Utc>) -> Report {
             "no start time (st): accounts with a SAS expiration policy set to Block refuse it, and the lifetime cannot be read".into(),
         );
     }
+    let sip_width = p("sip").map(|s| super::ip::IpRange::parse(s).map(|r| r.len()));
+    if let Some(Ok(width)) = sip_width {
+        if width > 1 << 24 {
+            add(
+                Severity::Medium,
+                "ip_range_too_wide",
+                format!(
+                    "sip={} covers {width} addresses: as good as no IP restriction",
+                    p("sip").unwrap_or("")
+                ),
+            );
+        }
+    }
     if p("sip").is_none() {
         add(
             Severity::Medium,
@@ -361,6 +374,8 @@ mod tests {
             assert!(c.contains(&want), "{want} missing from {c:?}");
         }
         assert!(!c.contains(&"no_ip_restriction"));
+        let everyone = "sv=2026-06-06&sr=b&sp=r&st=2026-11-29T11%3A55%3A00Z&se=2026-11-29T12%3A10%3A00Z&spr=https&sip=0.0.0.0-255.255.255.255&sig=x";
+        assert!(codes(&lint(&parse(everyone).unwrap(), now())).contains(&"ip_range_too_wide"));
         let expired =
             "sv=2026-06-06&sr=b&sp=r&st=2020-01-01&se=2020-01-01T00%3A10%3A00Z&spr=https&sig=x";
         assert!(codes(&lint(&parse(expired).unwrap(), now())).contains(&"expired"));
