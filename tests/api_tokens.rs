@@ -411,3 +411,63 @@ async fn health_and_readiness() {
     assert_eq!(r.status(), 404);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_leaked_url_leads_back_to_its_issuance() {
+    let app = spawn_app().await;
+    let (status, minted) = app.mint(&app.alice, json!({"account": "devstoreaccount1", "container": "models", "blob": "published/model.bin", "reason": "sharing with a colleague"})).await;
+    assert_eq!(status, 201, "{minted}");
+    let url = minted["url"].as_str().unwrap();
+
+    let (status, found) = app
+        .post(&app.admin, "/v1/issuances/lookup", json!({ "url": url }))
+        .await;
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["id"], minted["id"]);
+    assert_eq!(found["principal"], "user:alice");
+    assert_eq!(found["reason"], "sharing with a colleague");
+    assert_eq!(found["current_status"], "active");
+    assert!(
+        found["revoke"]
+            .as_str()
+            .unwrap()
+            .contains(minted["id"].as_str().unwrap())
+    );
+    // The bare query string works too.
+    let (status, _) = app
+        .post(
+            &app.admin,
+            "/v1/issuances/lookup",
+            json!({ "url": minted["sas"] }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    // A SAS sasgate never issued, garbage, and a non-admin.
+    let forged = url.replace("sig=", "sig=AAAA");
+    let (status, problem) = app
+        .post(&app.admin, "/v1/issuances/lookup", json!({ "url": forged }))
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str().unwrap()),
+        (404, "not_found")
+    );
+    let (status, problem) = app
+        .post(
+            &app.admin,
+            "/v1/issuances/lookup",
+            json!({ "url": "https://example.com/" }),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str().unwrap()),
+        (400, "invalid_request")
+    );
+    let (status, problem) = app
+        .post(&app.alice, "/v1/issuances/lookup", json!({ "url": url }))
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str().unwrap()),
+        (403, "forbidden")
+    );
+}

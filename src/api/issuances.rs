@@ -116,3 +116,68 @@ pub async fn show(
     }
     Ok(Json(view(record, Utc::now())))
 }
+
+/// Body of `POST /v1/issuances/lookup`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookupBody {
+    /// A SAS URL or query string, e.g. one found leaked in a repository or a chat.
+    url: String,
+}
+
+/// What a lookup found: the issuance, and what revoking it would take.
+#[derive(Serialize)]
+pub struct LookupResponse {
+    #[serde(flatten)]
+    issuance: IssuanceView,
+    /// How to revoke it (`POST /v1/issuances/{id}/revoke`), or why that would not stop it.
+    revoke: String,
+}
+
+/// Finds the issuance behind a leaked SAS by the SHA-256 of its signature (admins only). The
+/// URL is parsed, never logged or stored.
+pub async fn lookup(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<LookupBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<LookupResponse>, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::new(
+            Code::Forbidden,
+            "looking up issuances needs the admin role",
+        ));
+    }
+    let Json(body) = body.map_err(|_| {
+        Problem::new(
+            Code::InvalidRequest,
+            "send {\"url\": \"<the SAS URL or query string>\"}",
+        )
+    })?;
+    let parsed = crate::sas::parse::parse(&body.url)
+        .map_err(|e| Problem::new(Code::InvalidRequest, format!("not a SAS: {e}")))?;
+    let Some(hash) = parsed.signature_sha256() else {
+        return Err(Problem::new(
+            Code::InvalidRequest,
+            "the SAS has no signature",
+        ));
+    };
+    let record = state
+        .ledger
+        .find_by_signature(&hash)
+        .await
+        .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))?
+        .ok_or_else(|| {
+            Problem::new(
+                Code::NotFound,
+                "no issuance has this signature: sasgate did not issue it (it may have been signed with the account key elsewhere; rotate the key to stop it)",
+            )
+        })?;
+    let revoke = format!(
+        "POST /v1/issuances/{}/revoke with {{\"reason\": \"…\"}} (sasgate revoke {} --reason …)",
+        record.id, record.id
+    );
+    Ok(Json(LookupResponse {
+        issuance: view(record, Utc::now()),
+        revoke,
+    }))
+}

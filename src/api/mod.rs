@@ -90,6 +90,7 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
     let api = Router::new()
         .route("/v1/tokens", post(tokens::create))
         .route("/v1/issuances", get(issuances::list))
+        .route("/v1/issuances/lookup", post(issuances::lookup))
         .route("/v1/issuances/{id}", get(issuances::show))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -205,6 +205,38 @@ pub async fn show(id: &str) -> ExitCode {
     }
 }
 
+pub async fn lookup(url: &str) -> ExitCode {
+    let client = match Client::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let text = if url == "-" {
+        let mut s = String::new();
+        if std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).is_err() {
+            return fail("standard input is not UTF-8 text");
+        }
+        s.trim().to_owned()
+    } else {
+        url.to_owned()
+    };
+    let endpoint = format!("{}/v1/issuances/lookup", client.base);
+    match client
+        .send(
+            client
+                .http
+                .post(endpoint)
+                .json(&serde_json::json!({ "url": text })),
+        )
+        .await
+    {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(1)

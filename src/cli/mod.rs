@@ -202,6 +202,8 @@ enum IssuancesCommand {
     },
     /// Show one issuance.
     Show { id: String },
+    /// Find the issuance behind a leaked SAS URL (admins). Give `-` to read it from standard input.
+    Lookup { url: String },
 }
 
 /// Runs the command line and returns the exit code.
@@ -253,6 +255,7 @@ pub fn run() -> ExitCode {
             json,
         })),
         Command::Issuances(IssuancesCommand::Show { id }) => block_on(client::show(&id)),
+        Command::Issuances(IssuancesCommand::Lookup { url }) => block_on(client::lookup(&url)),
     }
 }
 
