@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
 use sha2::{Digest, Sha256};
@@ -224,13 +224,80 @@ fn unavailable(context: &str, e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(format!("{context}: {e}"))
 }
 
-/// Fixed-width RFC 3339 in UTC, nine fractional digits: text order is time order.
-fn ts(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Nanos, true)
+/// A time as stored: nanoseconds since the epoch (UTC), so integer order is time order. `None`
+/// outside what an `i64` holds (before 1677-09-21 or after 2262-04-11).
+fn ns(t: DateTime<Utc>) -> Option<i64> {
+    t.timestamp_nanos_opt()
 }
 
-fn parse_ts(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
-    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc))
+/// A stored time. Every `i64` is a valid one.
+fn from_ns(value: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(value)
+}
+
+/// A time that must be stored even when out of range (the ledger's own bookkeeping): the
+/// nearest representable one.
+fn saturating_ns(t: DateTime<Utc>) -> i64 {
+    ns(t).unwrap_or(if t.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    })
+}
+
+/// Where a time falls relative to the times the ledger can store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Bound {
+    /// Earlier than every storable time.
+    Below,
+    At(i64),
+    /// Later than every storable time.
+    Above,
+}
+
+fn bound(t: DateTime<Utc>) -> Bound {
+    match ns(t) {
+        Some(value) => Bound::At(value),
+        None if t.timestamp() < 0 => Bound::Below,
+        None => Bound::Above,
+    }
+}
+
+/// A record's time as stored, or why it cannot be.
+fn record_ns(what: &str, t: DateTime<Utc>) -> Result<i64, String> {
+    ns(t).ok_or_else(|| format!("{what} {t} is outside the times the ledger can store"))
+}
+
+/// A SHA-256 digest as stored: 32 bytes from 64 hex digits (either case).
+fn sha256_from_hex(text: &str) -> Option<[u8; 32]> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let text = text.as_bytes();
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+/// Lowercase hex of stored bytes.
+fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
 }
 
 fn signing_mode_str(mode: SigningMode) -> &'static str {
@@ -254,6 +321,14 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), LedgerError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(fail)?;
     if writer {
+        if let Ok(v) = std::env::var("XP_PAGE_SIZE") {
+            conn.pragma_update(None, "page_size", v.parse::<i64>().unwrap_or(4096))
+                .map_err(fail)?;
+        }
+        if let Ok(v) = std::env::var("XP_AUTOCKPT") {
+            conn.pragma_update(None, "wal_autocheckpoint", v.parse::<i64>().unwrap_or(1000))
+                .map_err(fail)?;
+        }
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(fail)?;
@@ -283,6 +358,9 @@ fn open_writer(path: &Path, create: bool) -> Result<Connection, LedgerError> {
         .map_err(|e| unavailable(&format!("cannot open {}", path.display()), e))?;
     configure(&conn, true)?;
     migrate(&mut conn)?;
+    if let Ok(v) = std::env::var("XP_SQL") {
+        conn.execute_batch(&v).map_err(|e| unavailable("xp", e))?;
+    }
     Ok(conn)
 }
 
@@ -335,7 +413,7 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
              version     INTEGER PRIMARY KEY,
              name        TEXT NOT NULL,
              checksum    TEXT NOT NULL,
-             applied_at  TEXT NOT NULL
+             applied_at  INTEGER NOT NULL
          )",
     )
     .map_err(fail)?;
@@ -375,10 +453,14 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
         .iter()
         .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
     {
-        tx.execute_batch(m.sql).map_err(fail)?;
+        let xp = std::env::var("XP_SCHEMA")
+            .ok()
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        tx.execute_batch(xp.as_deref().unwrap_or(m.sql))
+            .map_err(fail)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![m.version, m.name, checksum(m.sql), ts(Utc::now())],
+            rusqlite::params![m.version, m.name, checksum(m.sql), saturating_ns(Utc::now())],
         )
         .map_err(fail)?;
         tracing::info!(
@@ -401,14 +483,22 @@ fn conversion_error(column: usize, message: String) -> rusqlite::Error {
 }
 
 fn time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<DateTime<Utc>> {
-    let text: String = row.get(column)?;
-    parse_ts(&text).map_err(|e| conversion_error(column, format!("bad time: {e}")))
+    row.get::<_, i64>(column).map(from_ns)
 }
 
 fn optional_time_column(row: &Row<'_>, column: usize) -> rusqlite::Result<Option<DateTime<Utc>>> {
-    let text: Option<String> = row.get(column)?;
-    text.map(|t| parse_ts(&t).map_err(|e| conversion_error(column, format!("bad time: {e}"))))
-        .transpose()
+    Ok(row.get::<_, Option<i64>>(column)?.map(from_ns))
+}
+
+fn sha256_column(row: &Row<'_>, column: usize) -> rusqlite::Result<String> {
+    let bytes = row.get_ref(column)?.as_blob()?;
+    if bytes.len() != 32 {
+        return Err(conversion_error(
+            column,
+            format!("a SHA-256 digest of {} bytes", bytes.len()),
+        ));
+    }
+    Ok(hex_lower(bytes))
 }
 
 fn json_column(row: &Row<'_>, column: usize) -> rusqlite::Result<serde_json::Value> {
@@ -470,7 +560,7 @@ fn issuance_from_row(row: &Row<'_>) -> rusqlite::Result<IssuanceRecord> {
         signing_mode,
         revocation,
         policy_id: row.get(19)?,
-        signature_sha256: row.get(20)?,
+        signature_sha256: sha256_column(row, 20)?,
         status,
         revoked_at: optional_time_column(row, 22)?,
         revoked_by: row.get(23)?,
@@ -493,23 +583,28 @@ fn denial_from_row(row: &Row<'_>) -> rusqlite::Result<DenialRecord> {
     })
 }
 
-/// The position after which the next page starts: the last row's `(issued_at, id)`.
+/// The position after which the next page starts: the last row's `(issued_at, id)`, as
+/// `v2|<issued_at in ns>|<id>` in unpadded base64url. (A listed record's time came from the
+/// database, so it is in range.)
 fn encode_cursor(record: &IssuanceRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("v1|{}|{}", ts(record.issued_at), record.id))
+    let at = saturating_ns(record.issued_at);
+    URL_SAFE_NO_PAD.encode(format!("v2|{at}|{}", record.id))
 }
 
-fn decode_cursor(cursor: &str) -> Result<(String, String), LedgerError> {
+fn decode_cursor(cursor: &str) -> Result<(i64, String), LedgerError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(cursor.trim())
         .map_err(|_| LedgerError::InvalidCursor)?;
     let text = String::from_utf8(bytes).map_err(|_| LedgerError::InvalidCursor)?;
-    let rest = text.strip_prefix("v1|").ok_or(LedgerError::InvalidCursor)?;
+    let rest = text.strip_prefix("v2|").ok_or(LedgerError::InvalidCursor)?;
     let (at, id) = rest.split_once('|').ok_or(LedgerError::InvalidCursor)?;
-    let at = parse_ts(at).map_err(|_| LedgerError::InvalidCursor)?;
-    if id.is_empty() {
+    // Digits only (an optional minus for times before 1970): the form `encode_cursor` writes.
+    let digits = at.strip_prefix('-').unwrap_or(at);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || id.is_empty() {
         return Err(LedgerError::InvalidCursor);
     }
-    Ok((ts(at), id.to_owned()))
+    let at = at.parse::<i64>().map_err(|_| LedgerError::InvalidCursor)?;
+    Ok((at, id.to_owned()))
 }
 
 /// A listing as SQL: the text and its positional parameters.
@@ -517,47 +612,77 @@ fn list_query(
     filter: &ListFilter,
     now: DateTime<Utc>,
     fetch: usize,
-    after: Option<(String, String)>,
+    after: Option<(i64, String)>,
 ) -> (String, Vec<Value>) {
+    // A bound outside the storable range makes its condition always true or always false.
+    const NEVER: &str = " AND 0";
     let mut sql = format!("SELECT {ISSUANCE_COLUMNS} FROM issuances WHERE 1 = 1");
     let mut params: Vec<Value> = Vec::new();
-    let mut push = |sql: &mut String, clause: &str, value: String| {
-        params.push(Value::Text(value));
+    // Appends `clause`, every `#` in it standing for `value`.
+    let mut push = |sql: &mut String, clause: &str, value: Value| {
+        params.push(value);
         sql.push_str(&clause.replace('#', &format!("?{}", params.len())));
     };
     if let Some(principal) = &filter.principal {
-        push(&mut sql, " AND principal = #", principal.clone());
+        push(
+            &mut sql,
+            " AND principal = #",
+            Value::Text(principal.clone()),
+        );
     }
     if let Some(account) = &filter.account {
-        push(&mut sql, " AND account = #", account.clone());
+        push(&mut sql, " AND account = #", Value::Text(account.clone()));
     }
     if let Some(container) = &filter.container {
-        push(&mut sql, " AND container = #", container.clone());
+        push(
+            &mut sql,
+            " AND container = #",
+            Value::Text(container.clone()),
+        );
     }
     match filter.status {
         None => {}
-        Some(Status::Active) => push(
-            &mut sql,
-            " AND status = 'active' AND expires_on > #",
-            ts(now),
-        ),
-        Some(Status::Expired) => push(
-            &mut sql,
-            " AND status = 'active' AND expires_on <= #",
-            ts(now),
-        ),
+        Some(Status::Active) => {
+            sql.push_str(" AND status = 'active'");
+            match bound(now) {
+                Bound::Below => {}
+                Bound::At(now) => push(&mut sql, " AND expires_on > #", Value::Integer(now)),
+                Bound::Above => sql.push_str(NEVER),
+            }
+        }
+        Some(Status::Expired) => {
+            sql.push_str(" AND status = 'active'");
+            match bound(now) {
+                Bound::Below => sql.push_str(NEVER),
+                Bound::At(now) => push(&mut sql, " AND expires_on <= #", Value::Integer(now)),
+                Bound::Above => {}
+            }
+        }
         Some(Status::Revoked) => sql.push_str(" AND status = 'revoked'"),
     }
     if let Some(since) = filter.since {
-        push(&mut sql, " AND issued_at >= #", ts(since));
+        match bound(since) {
+            Bound::Below => {}
+            Bound::At(since) => push(&mut sql, " AND issued_at >= #", Value::Integer(since)),
+            Bound::Above => sql.push_str(NEVER),
+        }
     }
     if let Some(until) = filter.until {
-        push(&mut sql, " AND issued_at < #", ts(until));
+        match bound(until) {
+            Bound::Below => sql.push_str(NEVER),
+            Bound::At(until) => push(&mut sql, " AND issued_at < #", Value::Integer(until)),
+            Bound::Above => {}
+        }
     }
     if let Some((at, id)) = after {
-        // A row value: SQLite turns it into one index range.
-        push(&mut sql, " AND (issued_at, id) < (#", at);
-        push(&mut sql, ", #)", id);
+        // The indexes end with `issued_at` (not `id`): the first term is the index range, the
+        // second skips the rows of the last page's instant already listed.
+        push(
+            &mut sql,
+            " AND issued_at <= # AND (issued_at < #",
+            Value::Integer(at),
+        );
+        push(&mut sql, " OR id < #)", Value::Text(id));
     }
     sql.push_str(" ORDER BY issued_at DESC, id DESC LIMIT ");
     sql.push_str(&fetch.to_string());
@@ -840,7 +965,10 @@ impl Writer {
         }
         let cap = i64::try_from(self.max_denials).unwrap_or(i64::MAX);
         match self.with_conn(|conn| insert_denials(conn, &chunk, cap)) {
-            Ok(()) => Counters::add(&self.counters.denials_written, chunk.len()),
+            Ok(stored) => {
+                Counters::add(&self.counters.denials_written, stored);
+                Counters::add(&self.counters.denials_failed, chunk.len() - stored);
+            }
             Err(e) => {
                 Counters::add(&self.counters.denials_failed, chunk.len());
                 if self.denial_warn.allow() {
@@ -849,6 +977,38 @@ impl Writer {
             }
         }
         full
+    }
+}
+
+/// A record's fields in their stored form, where that takes a conversion that can fail.
+struct Stored {
+    claims: Option<String>,
+    issued_at: i64,
+    starts_on: i64,
+    expires_on: i64,
+    revoked_at: Option<i64>,
+    signature: [u8; 32],
+}
+
+impl Stored {
+    fn of(r: &IssuanceRecord) -> Result<Self, String> {
+        Ok(Self {
+            claims: r
+                .principal_claims
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| format!("principal_claims: {e}"))?,
+            issued_at: record_ns("issued_at", r.issued_at)?,
+            starts_on: record_ns("starts_on", r.starts_on)?,
+            expires_on: record_ns("expires_on", r.expires_on)?,
+            revoked_at: r
+                .revoked_at
+                .map(|t| record_ns("revoked_at", t))
+                .transpose()?,
+            signature: sha256_from_hex(&r.signature_sha256)
+                .ok_or_else(|| "signature_sha256 is not 64 hex digits".to_string())?,
+        })
     }
 }
 
@@ -864,31 +1024,26 @@ fn insert_group(
     {
         let mut stmt = tx.prepare_cached(INSERT_ISSUANCE)?;
         for r in records {
-            let claims = match r
-                .principal_claims
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-            {
-                Ok(claims) => claims,
+            let stored = match Stored::of(r) {
+                Ok(stored) => stored,
                 Err(e) => {
-                    results.push(Err(format!("principal_claims: {e}")));
+                    results.push(Err(e));
                     continue;
                 }
             };
             let inserted = stmt.execute(rusqlite::params![
                 r.id,
-                ts(r.issued_at),
+                stored.issued_at,
                 r.principal,
-                claims,
+                stored.claims,
                 r.client_addr,
                 r.account,
                 r.container,
                 r.blob,
                 r.resource,
                 r.permissions,
-                ts(r.starts_on),
-                ts(r.expires_on),
+                stored.starts_on,
+                stored.expires_on,
                 r.ip,
                 r.protocol,
                 r.version,
@@ -897,9 +1052,9 @@ fn insert_group(
                 signing_mode_str(r.signing_mode),
                 r.revocation.as_str(),
                 r.policy_id,
-                r.signature_sha256,
+                &stored.signature[..],
                 stored_status_str(r.status),
-                r.revoked_at.map(ts),
+                stored.revoked_at,
                 r.revoked_by,
                 r.revoke_reason,
             ]);
@@ -913,7 +1068,7 @@ fn insert_group(
     if with_health {
         tx.execute(
             "INSERT INTO health (id, checked_at) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET checked_at = ?1",
-            [ts(Utc::now())],
+            [saturating_ns(Utc::now())],
         )?;
     }
     tx.commit()?;
@@ -935,33 +1090,40 @@ fn bounded_json(value: &serde_json::Value) -> String {
 
 /// Inserts denials and prunes the oldest beyond `cap`, in one transaction, so the table never
 /// holds more than `cap` committed rows. The prune is a rowid range delete: it touches only the
-/// rows it removes.
+/// rows it removes. Returns how many denials were stored; one whose time cannot be stored is
+/// skipped.
 fn insert_denials(
     conn: &mut Connection,
     denials: &[DenialRecord],
     cap: i64,
-) -> rusqlite::Result<()> {
+) -> rusqlite::Result<usize> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut stored = 0;
     {
         let mut stmt = tx.prepare_cached(INSERT_DENIAL)?;
         for d in denials {
+            let Some(at) = ns(d.at) else {
+                continue;
+            };
             let reasons = serde_json::to_value(&d.reasons).unwrap_or_default();
             stmt.execute(rusqlite::params![
                 d.id,
-                ts(d.at),
+                at,
                 d.principal,
                 d.client_addr,
                 d.code,
                 bounded_json(&d.request),
                 bounded_json(&reasons)
             ])?;
+            stored += 1;
         }
     }
     tx.execute(
         "DELETE FROM denials WHERE seq <= (SELECT max(seq) FROM denials) - ?1",
         [cap],
     )?;
-    tx.commit()
+    tx.commit()?;
+    Ok(stored)
 }
 
 /// The SQLite ledger. See the module documentation.
@@ -1178,14 +1340,17 @@ impl Ledger for SqliteLedger {
         &self,
         signature_sha256: &str,
     ) -> Result<Option<IssuanceRecord>, LedgerError> {
-        let sig = signature_sha256.trim().to_ascii_lowercase();
+        // Not a SHA-256 digest: no issuance has it.
+        let Some(sig) = sha256_from_hex(signature_sha256.trim()) else {
+            return Ok(None);
+        };
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(&format!(
                     "SELECT {ISSUANCE_COLUMNS} FROM issuances WHERE signature_sha256 = ?1 ORDER BY seq DESC LIMIT 1"
                 ))
                 .map_err(|e| unavailable("ledger read failed", e))?;
-            stmt.query_row([sig], issuance_from_row)
+            stmt.query_row([&sig[..]], issuance_from_row)
                 .optional()
                 .map_err(|e| unavailable("ledger read failed", e))
         })
@@ -1291,15 +1456,110 @@ mod tests {
     }
 
     #[test]
-    fn times_sort_as_text() {
+    fn times_round_trip_as_nanoseconds() {
         let a = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
         let b = a + chrono::Duration::nanoseconds(1);
         let c = a + chrono::Duration::seconds(10);
-        assert!(ts(a) < ts(b) && ts(b) < ts(c));
-        assert_eq!(ts(a).len(), ts(c).len());
-        assert_eq!(parse_ts(&ts(b)).unwrap(), b);
+        let before_1970 = DateTime::parse_from_rfc3339("1900-02-03T04:05:06.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(ns(a) < ns(b) && ns(b) < ns(c));
+        for t in [a, b, c, before_1970, from_ns(i64::MIN), from_ns(i64::MAX)] {
+            assert_eq!(from_ns(ns(t).unwrap()), t);
+            assert_eq!(bound(t), Bound::At(ns(t).unwrap()));
+        }
+        let far_past = DateTime::parse_from_rfc3339("1000-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let far_future = DateTime::parse_from_rfc3339("9999-12-31T23:59:59.999999999Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(ns(far_past), None);
+        assert_eq!(bound(far_past), Bound::Below);
+        assert_eq!(saturating_ns(far_past), i64::MIN);
+        assert_eq!(bound(far_future), Bound::Above);
+        assert_eq!(saturating_ns(far_future), i64::MAX);
+        assert!(record_ns("issued_at", far_future).is_err());
+    }
+
+    #[test]
+    fn digests_are_stored_as_bytes() {
+        let hex = "00ff10a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091ab";
+        let bytes = sha256_from_hex(hex).unwrap();
+        assert_eq!(bytes[0], 0x00);
+        assert_eq!(bytes[1], 0xff);
+        assert_eq!(hex_lower(&bytes), hex);
+        assert_eq!(sha256_from_hex(&hex.to_ascii_uppercase()), Some(bytes));
+        for bad in [
+            "",
+            "00",
+            &hex[1..],
+            &format!("{hex}0"),
+            &hex.replace('f', "g"),
+        ] {
+            assert_eq!(sha256_from_hex(bad), None, "{bad:?}");
+        }
+        // Non-ASCII text of the right byte length is refused, not split inside a character.
+        assert_eq!(sha256_from_hex(&"é".repeat(32)), None);
+    }
+
+    #[test]
+    fn records_with_unstorable_fields_fail_alone() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let t = Utc::now();
+        let good = super::super::conformance::sample_record("user:a", "acct", t).unwrap();
+        let mut far = super::super::conformance::sample_record("user:a", "acct", t).unwrap();
+        far.expires_on = DateTime::parse_from_rfc3339("3000-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let mut bad_sig = super::super::conformance::sample_record("user:a", "acct", t).unwrap();
+        bad_sig.signature_sha256 = "not hex".into();
+        let results = insert_group(&mut conn, &[&far, &good, &bad_sig], true).unwrap();
+        assert!(results[0].as_ref().unwrap_err().contains("expires_on"));
+        assert!(results[1].is_ok());
+        assert!(
+            results[2]
+                .as_ref()
+                .unwrap_err()
+                .contains("signature_sha256")
+        );
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM issuances", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+
+    #[test]
+    fn list_bounds_outside_the_storable_range() {
+        let far_past = DateTime::parse_from_rfc3339("1000-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let far_future = DateTime::parse_from_rfc3339("9999-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let filter = |since, until, status| ListFilter {
+            since,
+            until,
+            status,
+            ..ListFilter::default()
+        };
+        let never = |f: &ListFilter, now| list_query(f, now, 10, None).0.contains(" AND 0");
+        assert!(!never(
+            &filter(Some(far_past), Some(far_future), None),
+            far_past
+        ));
+        assert!(never(&filter(Some(far_future), None, None), far_past));
+        assert!(never(&filter(None, Some(far_past), None), far_past));
+        assert!(never(&filter(None, None, Some(Status::Active)), far_future));
+        assert!(!never(&filter(None, None, Some(Status::Active)), far_past));
+        assert!(never(&filter(None, None, Some(Status::Expired)), far_past));
+        assert!(!never(
+            &filter(None, None, Some(Status::Expired)),
+            far_future
+        ));
     }
 
     #[test]
@@ -1320,18 +1580,85 @@ mod tests {
             decode_cursor("!!!"),
             Err(LedgerError::InvalidCursor)
         ));
-        assert!(matches!(
-            decode_cursor(&URL_SAFE_NO_PAD.encode("v1|nope|iss_x")),
-            Err(LedgerError::InvalidCursor)
-        ));
-        assert!(matches!(
-            decode_cursor(&URL_SAFE_NO_PAD.encode("v2|x|y")),
-            Err(LedgerError::InvalidCursor)
-        ));
-        let good = URL_SAFE_NO_PAD.encode("v1|2026-01-01T00:00:00.000000001Z|iss_1");
+        for garbage in [
+            "v1|2026-01-01T00:00:00.000000001Z|iss_1",
+            "v2|nope|iss_x",
+            "v2|x|y",
+            "v2|1|",
+            "v2||iss_1",
+            "v2|+1|iss_1",
+            "v2|-|iss_1",
+            "v2|99999999999999999999|iss_1",
+            "v2|1",
+        ] {
+            assert!(
+                matches!(
+                    decode_cursor(&URL_SAFE_NO_PAD.encode(garbage)),
+                    Err(LedgerError::InvalidCursor)
+                ),
+                "{garbage:?}"
+            );
+        }
+        let good = URL_SAFE_NO_PAD.encode("v2|1767225600000000001|iss_1");
         assert_eq!(
             decode_cursor(&good).unwrap(),
-            ("2026-01-01T00:00:00.000000001Z".into(), "iss_1".into())
+            (1_767_225_600_000_000_001, "iss_1".into())
         );
+        let t = from_ns(-5);
+        let mut record = super::super::conformance::sample_record("user:a", "acct", t).unwrap();
+        record.issued_at = t;
+        assert_eq!(
+            decode_cursor(&encode_cursor(&record)).unwrap(),
+            (-5, record.id.clone())
+        );
+    }
+
+    #[test]
+    fn zz_plans() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let t0 = Utc::now();
+        let mut recs = Vec::new();
+        for i in 0..200_000i64 {
+            let mut r = super::super::conformance::sample_record(&format!("user:{}", i % 50), &format!("acct{}", i % 7), t0 + chrono::Duration::milliseconds(i / 3)).unwrap();
+            r.container = format!("c{}", i % 11);
+            if i % 13 == 0 { r.status = StoredStatus::Revoked; }
+            recs.push(r);
+        }
+        for chunk in recs.chunks(1000) {
+            let refs: Vec<&IssuanceRecord> = chunk.iter().collect();
+            insert_group(&mut conn, &refs, false).unwrap();
+        }
+        if std::env::var("ZZ_ANALYZE").is_ok() { conn.execute_batch("ANALYZE").unwrap(); }
+        let now = t0 + chrono::Duration::seconds(30);
+        let p = Some("user:7".to_string());
+        let a = Some("acct3".to_string());
+        let c = Some("c4".to_string());
+        let since = Some(t0 + chrono::Duration::seconds(10));
+        let until = Some(t0 + chrono::Duration::seconds(50));
+        let filters = vec![
+            ListFilter::default(),
+            ListFilter { principal: p.clone(), ..Default::default() },
+            ListFilter { account: a.clone(), ..Default::default() },
+            ListFilter { account: a.clone(), container: c.clone(), ..Default::default() },
+            ListFilter { container: c.clone(), ..Default::default() },
+            ListFilter { principal: p.clone(), account: a.clone(), ..Default::default() },
+            ListFilter { status: Some(Status::Active), ..Default::default() },
+            ListFilter { status: Some(Status::Revoked), since, until, ..Default::default() },
+            ListFilter { principal: p.clone(), status: Some(Status::Expired), since, ..Default::default() },
+        ];
+        let cut = t0 + chrono::Duration::seconds(40);
+        for (k, f) in filters.iter().enumerate() {
+            for use_after in [false, true] {
+                let after = if use_after { Some((ns(cut).unwrap(), "iss_zzz".to_string())) } else { None };
+                let (sql, params) = list_query(f, now, 101, after);
+                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+                let plan: Vec<String> = stmt.query_map(rusqlite::params_from_iter(params.clone()), |r| r.get::<_, String>(3)).unwrap().map(|r| r.unwrap()).collect();
+                let started = std::time::Instant::now();
+                let mut stmt = conn.prepare(&sql).unwrap();
+                let n = stmt.query_map(rusqlite::params_from_iter(params), issuance_from_row).unwrap().count();
+                eprintln!("F{k} after={use_after} rows={n} {:?}\n    {}", started.elapsed(), plan.join(" | "));
+            }
+        }
     }
 }
