@@ -331,7 +331,7 @@ async fn a_stored_policy_sas_works_until_its_policy_is_deleted() {
         etag: None,
     };
     f.client
-        .set_container_acl(&f.data, &acl, None)
+        .set_container_acl(&f.data, &acl, None, None)
         .await
         .unwrap();
 
@@ -357,7 +357,7 @@ async fn a_stored_policy_sas_works_until_its_policy_is_deleted() {
         etag: None,
     };
     f.client
-        .set_container_acl(&f.data, &remaining, None)
+        .set_container_acl(&f.data, &remaining, None, None)
         .await
         .unwrap();
     let (status, _, _) = f.get(&url).await;

@@ -114,7 +114,7 @@ async fn container_acl_round_trips_two_policies_and_keeps_public_access() {
         ..ContainerAcl::default()
     };
     client
-        .set_container_acl(&data, &public, None)
+        .set_container_acl(&data, &public, None, None)
         .await
         .unwrap();
 
@@ -132,7 +132,7 @@ async fn container_acl_round_trips_two_policies_and_keeps_public_access() {
     ];
     let etag = acl.etag.clone();
     let new_etag = client
-        .set_container_acl(&data, &acl, etag.as_deref())
+        .set_container_acl(&data, &acl, etag.as_deref(), None)
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", azurite.log_tail()));
     assert!(new_etag.is_some());
@@ -174,7 +174,7 @@ async fn container_acl_round_trips_two_policies_and_keeps_public_access() {
         ..ContainerAcl::default()
     };
     client
-        .set_container_acl(&data, &policies_only, None)
+        .set_container_acl(&data, &policies_only, None, None)
         .await
         .unwrap();
     let after = client.get_container_acl(&data).await.unwrap();
@@ -183,7 +183,7 @@ async fn container_acl_round_trips_two_policies_and_keeps_public_access() {
 
     // Emptying the list removes every policy.
     client
-        .set_container_acl(&data, &ContainerAcl::default(), None)
+        .set_container_acl(&data, &ContainerAcl::default(), None, None)
         .await
         .unwrap();
     assert!(
@@ -207,8 +207,13 @@ async fn azurite_ignores_if_match_on_set_container_acl() {
     client.create_container(&data).await.unwrap();
     let acl = client.get_container_acl(&data).await.unwrap();
     let stale = acl.etag.clone().unwrap();
-    client.set_container_acl(&data, &acl, None).await.unwrap();
-    let result = client.set_container_acl(&data, &acl, Some(&stale)).await;
+    client
+        .set_container_acl(&data, &acl, None, None)
+        .await
+        .unwrap();
+    let result = client
+        .set_container_acl(&data, &acl, Some(&stale), None)
+        .await;
     assert!(
         result.is_ok(),
         "Azurite started honouring If-Match: {result:?}"
@@ -280,4 +285,48 @@ async fn plain_http_azurite_creates_a_container() {
     );
     let acl = client.get_container_acl(&container("plain")).await.unwrap();
     assert!(acl.identifiers.is_empty());
+}
+
+#[tokio::test]
+async fn a_container_lease_excludes_a_second_holder_and_guards_acl_writes() {
+    let azurite = Azurite::start(Tls::Https).await;
+    let client = azurite.client();
+    let data = ContainerName::parse("leased").unwrap();
+    client.create_container(&data).await.unwrap();
+    let lease = client.acquire_container_lease(&data, 15).await.unwrap();
+    // A second replica cannot take it while it is held.
+    let second = client.acquire_container_lease(&data, 15).await.unwrap_err();
+    assert_eq!(
+        (second.status(), second.code()),
+        (Some(409), Some("LeaseAlreadyPresent")),
+        "{second}"
+    );
+    // Writes with the lease id succeed; a wrong lease id is refused.
+    let acl = ContainerAcl {
+        identifiers: vec![SignedIdentifier {
+            id: "sg-1-r".into(),
+            start: None,
+            expiry: None,
+            permission: Some("r".into()),
+        }],
+        public_access: None,
+        etag: None,
+    };
+    client
+        .set_container_acl(&data, &acl, None, Some(&lease))
+        .await
+        .unwrap();
+    let wrong = client
+        .set_container_acl(
+            &data,
+            &acl,
+            None,
+            Some("00000000-0000-0000-0000-000000000000"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.status(), Some(412), "{wrong}");
+    client.release_container_lease(&data, &lease).await.unwrap();
+    let again = client.acquire_container_lease(&data, 15).await.unwrap();
+    client.release_container_lease(&data, &again).await.unwrap();
 }
