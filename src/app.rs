@@ -9,7 +9,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState, Inner};
-use crate::broker::Broker;
+use crate::azure::BlobServiceClient;
+use crate::broker::{Broker, StoredPolicies};
 use crate::config::Config;
 use crate::ledger::sqlite::{SqliteLedger, SqliteOptions};
 use crate::ledger::{Ledger, RevocationMode};
@@ -20,6 +21,8 @@ use crate::policy::{PolicyLimits, PolicySet};
 pub enum StartupError {
     #[error("policy in {dir}:\n{errors}")]
     Policy { dir: String, errors: String },
+    #[error("account {0}")]
+    Account(String),
     #[error("the ledger cannot be opened: {0}")]
     Ledger(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -54,15 +57,15 @@ pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
                 .join("\n"),
         }
     })?;
-    // Revocation through stored access policies and broker links is not built yet: a rule that
-    // asks for it must not be served as if it were revocable.
+    // Broker links are not built yet: a rule that asks for them must not be served as if its
+    // tokens were revocable that way.
     let unsupported: Vec<String> = set
         .rules()
         .iter()
-        .filter(|r| r.revocation() != RevocationMode::ExpiryOnly)
+        .filter(|r| r.revocation() == RevocationMode::LinkOnly)
         .map(|r| {
             format!(
-                "  - rule {}: revocation = {} is not available in this version; use expiry_only",
+                "  - rule {}: revocation = {} is not available in this version; broker links arrive in a later version; use stored_access_policy or expiry_only",
                 r.id(),
                 r.revocation().as_str()
             )
@@ -95,6 +98,26 @@ pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
     Ok(set)
 }
 
+/// One Blob service client per configured account.
+fn clients(
+    config: &Config,
+) -> Result<std::collections::BTreeMap<String, BlobServiceClient>, StartupError> {
+    config
+        .accounts
+        .iter()
+        .map(|(name, a)| {
+            BlobServiceClient::new(
+                name,
+                a.blob_endpoint.clone(),
+                a.ca_file.as_deref(),
+                a.key.clone(),
+            )
+            .map(|c| (name.clone(), c))
+            .map_err(|e| StartupError::Account(format!("{name}: {e}")))
+        })
+        .collect()
+}
+
 impl Application {
     /// Opens the ledger, loads the policy and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
@@ -119,10 +142,13 @@ impl Application {
                 })?;
         let state = AppState(Arc::new(Inner {
             broker: Broker {
+                clients: clients(&config)?,
                 accounts: config.accounts.clone(),
                 policy,
                 ledger: ledger.clone(),
                 start_backdate: config.start_backdate,
+                stored: StoredPolicies::new(config.policy_rotation),
+                public_url: config.public_url.clone(),
             },
             principals: config.principals.clone(),
             ledger: ledger.clone(),

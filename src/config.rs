@@ -25,7 +25,15 @@ pub const DEFAULT_CONFIG_FILE: &str = "config/sasgate.toml";
 pub const ABSOLUTE_MAX_TTL: Duration = Duration::days(7);
 /// Top-level sections that `SASGATE_` variables may set. Other `SASGATE_` variables (account
 /// keys named by `key_env`, the CLI's `SASGATE_URL`/`SASGATE_TOKEN`) are not configuration.
-const SECTIONS: &[&str] = &["server", "ledger", "limits", "policy", "log", "principals"];
+const SECTIONS: &[&str] = &[
+    "server",
+    "ledger",
+    "limits",
+    "policy",
+    "stored_policies",
+    "log",
+    "principals",
+];
 
 /// The raw configuration, as deserialised. See `config/sasgate.toml` for every key.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,6 +44,7 @@ pub struct RawConfig {
     pub limits: LimitsSection,
     pub policy: PolicySection,
     pub log: LogSection,
+    pub stored_policies: StoredPoliciesSection,
     #[serde(default)]
     pub accounts: Vec<AccountSection>,
     #[serde(default)]
@@ -74,6 +83,14 @@ pub struct LimitsSection {
 #[serde(deny_unknown_fields)]
 pub struct PolicySection {
     pub dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoredPoliciesSection {
+    /// How long one stored-access-policy generation takes new issuances; revoking a token takes
+    /// down the cohort of its generation.
+    pub rotation: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -135,6 +152,9 @@ impl Default for RawConfig {
             },
             policy: PolicySection {
                 dir: PathBuf::from("policy"),
+            },
+            stored_policies: StoredPoliciesSection {
+                rotation: "1h".into(),
             },
             log: LogSection {
                 format: "text".into(),
@@ -198,6 +218,7 @@ pub struct Config {
     pub default_ttl: Duration,
     pub start_backdate: Duration,
     pub policy_dir: PathBuf,
+    pub policy_rotation: Duration,
     pub log_json: bool,
     pub log_level: String,
     pub accounts: BTreeMap<String, Account>,
@@ -439,6 +460,7 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
     let max_ttl = duration("limits.max_ttl", &raw.limits.max_ttl);
     let default_ttl = duration("limits.default_ttl", &raw.limits.default_ttl);
     let start_backdate = duration("limits.start_backdate", &raw.limits.start_backdate);
+    let policy_rotation = duration("stored_policies.rotation", &raw.stored_policies.rotation);
     if let Some(m) = max_ttl {
         if m > ABSOLUTE_MAX_TTL {
             err(
@@ -694,6 +716,7 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             default_ttl,
             start_backdate,
             policy_dir: raw.policy.dir,
+            policy_rotation: policy_rotation.unwrap_or(Duration::hours(1)),
             log_json,
             log_level: raw.log.level,
             warnings: unknown_variables(env, &raw.accounts)

@@ -181,3 +181,47 @@ pub async fn lookup(
         revoke,
     }))
 }
+
+/// Body of `POST /v1/issuances/{id}/revoke`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeBody {
+    reason: String,
+}
+
+/// Revokes one issuance (admins) and says what that achieved.
+pub async fn revoke(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<RevokeBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::broker::RevokeOutcome>, Problem> {
+    use crate::broker::RevokeError;
+    if !caller.is_admin() {
+        return Err(Problem::new(
+            Code::Forbidden,
+            "revoking needs the admin role",
+        ));
+    }
+    let Json(body) = body.map_err(|_| {
+        Problem::new(
+            Code::InvalidRequest,
+            "send {\"reason\": \"why it is revoked\"}",
+        )
+    })?;
+    match state
+        .broker
+        .revoke(&id, &caller, &body.reason, Utc::now())
+        .await
+    {
+        Ok(outcome) => Ok(Json(outcome)),
+        Err(RevokeError::NotFound) => Err(Problem::new(Code::NotFound, "no issuance with that id")),
+        Err(RevokeError::InvalidRequest(m)) => Err(Problem::new(Code::InvalidRequest, m)),
+        Err(e @ RevokeError::Policy(_)) => {
+            let mut p = Problem::server(Code::StoredPolicyUnavailable, &e);
+            p.detail = "the stored access policy could not be deleted, so the token is NOT revoked; retry, and quote the error id if it persists".into();
+            Err(p)
+        }
+        Err(RevokeError::Ledger(e)) => Err(Problem::server(Code::LedgerUnavailable, &e)),
+    }
+}

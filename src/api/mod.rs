@@ -92,6 +92,7 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
         .route("/v1/issuances", get(issuances::list))
         .route("/v1/issuances/lookup", post(issuances::lookup))
         .route("/v1/issuances/{id}", get(issuances::show))
+        .route("/v1/issuances/{id}/revoke", post(issuances::revoke))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async {

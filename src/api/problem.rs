@@ -26,6 +26,8 @@ pub enum Code {
     LedgerUnavailable,
     NotFound,
     PayloadTooLarge,
+    LinkRequired,
+    StoredPolicyUnavailable,
     Internal,
 }
 
@@ -48,6 +50,8 @@ impl Code {
             Code::LedgerUnavailable => "ledger_unavailable",
             Code::NotFound => "not_found",
             Code::PayloadTooLarge => "payload_too_large",
+            Code::LinkRequired => "link_required",
+            Code::StoredPolicyUnavailable => "stored_policy_unavailable",
             Code::Internal => "internal",
         }
     }
@@ -62,13 +66,16 @@ impl Code {
             | Code::ScopeNotAllowed
             | Code::NoMatchingRule
             | Code::ReasonRequired
-            | Code::IpRequired => StatusCode::FORBIDDEN,
+            | Code::IpRequired
+            | Code::LinkRequired => StatusCode::FORBIDDEN,
             Code::InvalidRequest | Code::InvalidName | Code::UnknownAccount => {
                 StatusCode::BAD_REQUEST
             }
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Code::LedgerUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Code::LedgerUnavailable | Code::StoredPolicyUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -90,6 +97,8 @@ impl Code {
             Code::LedgerUnavailable => "Issuance ledger unavailable",
             Code::NotFound => "Not found",
             Code::PayloadTooLarge => "Request body too large",
+            Code::LinkRequired => "This rule issues broker links",
+            Code::StoredPolicyUnavailable => "Stored access policy unavailable",
             Code::Internal => "Internal error",
         }
     }
@@ -140,6 +149,9 @@ impl Problem {
             code,
             "the service could not complete the request; quote the error id when reporting it",
         );
+        if code == Code::StoredPolicyUnavailable {
+            p.detail = "the token's stored access policy could not be set on the container, so no token was issued; retry later and quote the error id if it persists".into();
+        }
         if code == Code::LedgerUnavailable {
             p.detail = "the issuance ledger cannot record issuances right now, so no token was issued; retry later and quote the error id if it persists".into();
         }

@@ -68,5 +68,7 @@ pub fn problem_of(e: MintError) -> Problem {
             Problem::new(code, d.message).with_reasons(reasons)
         }
         MintError::Ledger(l) => Problem::server(Code::LedgerUnavailable, &l),
+        MintError::LinkRequired(m) => Problem::new(Code::LinkRequired, m),
+        MintError::StoredPolicy(p) => Problem::server(Code::StoredPolicyUnavailable, &p),
     }
 }

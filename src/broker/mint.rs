@@ -7,6 +7,8 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::auth::Principal;
+use crate::azure::BlobServiceClient;
+use crate::broker::{PolicyError, StoredPolicies};
 use crate::config::Account;
 use crate::ledger::{
     DenialRecord, IssuanceRecord, Ledger, LedgerError, RevocationMode, SigningMode, StoredStatus,
@@ -60,6 +62,10 @@ pub enum MintError {
     Sign(#[from] SignError),
     #[error("{0}")]
     Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    LinkRequired(String),
+    #[error("{0}")]
+    StoredPolicy(#[from] PolicyError),
 }
 
 impl MintError {
@@ -72,6 +78,8 @@ impl MintError {
             MintError::UnknownAccount(_) => "unknown_account",
             MintError::Denied(d) => d.code.as_str(),
             MintError::Ledger(_) => "ledger_unavailable",
+            MintError::LinkRequired(_) => "link_required",
+            MintError::StoredPolicy(_) => "stored_policy_unavailable",
         }
     }
 }
@@ -255,10 +263,16 @@ fn truncate(s: &str, max: usize) -> String {
 /// Everything a mint needs, shared by all requests.
 pub struct Broker {
     pub accounts: BTreeMap<String, Account>,
+    /// One Blob service client per account, for stored access policies.
+    pub clients: BTreeMap<String, BlobServiceClient>,
     pub policy: Arc<PolicySet>,
     pub ledger: Arc<dyn Ledger>,
     /// How far `st` is set before the time of issue (clock skew).
     pub start_backdate: Duration,
+    /// The stored access policies sasgate manages.
+    pub stored: StoredPolicies,
+    /// Base of broker links (`<public_url>/l/<code>`).
+    pub public_url: url::Url,
 }
 
 impl Broker {
@@ -281,7 +295,7 @@ impl Broker {
         match result {
             Ok(m) => Ok(m),
             Err((e, req)) => {
-                if !matches!(e, MintError::Ledger(_)) {
+                if !matches!(e, MintError::Ledger(_) | MintError::StoredPolicy(_)) {
                     self.deny(Some(principal), &e, req.as_ref(), now, client_addr)
                         .await;
                 }
@@ -343,15 +357,31 @@ impl Broker {
             Decision::Allow(g) => g,
             Decision::Deny(d) => return Err(MintError::Denied(d)),
         };
-        if grant.revocation != RevocationMode::ExpiryOnly {
-            // Load-time validation refuses these modes until they are built; this is the
-            // fail-closed backstop.
-            return Err(MintError::InvalidRequest(format!(
-                "rule '{}' asks for revocation = {}, which this server cannot provide yet",
-                grant.rule_id,
-                grant.revocation.as_str()
+        if grant.revocation == RevocationMode::LinkOnly {
+            return Err(MintError::LinkRequired(format!(
+                "rule '{}' hands out broker links only, so that access can be cut at once; POST the same body to /v1/links",
+                grant.rule_id
             )));
         }
+        // Bind to a stored access policy first: if the container ACL cannot be updated, no
+        // token is signed at all.
+        let policy_id = match grant.revocation {
+            RevocationMode::StoredAccessPolicy => {
+                let client = self.clients.get(&req.account).ok_or_else(|| {
+                    MintError::UnknownAccount(format!(
+                        "no client for account '{}'",
+                        truncate(&req.account, 64)
+                    ))
+                })?;
+                let perms = grant.permissions.as_string();
+                Some(
+                    self.stored
+                        .acquire(self.ledger.as_ref(), client, &req.container, &perms, now)
+                        .await?,
+                )
+            }
+            _ => None,
+        };
         let starts_on = now - self.start_backdate;
         let expires_on = now + grant.ttl;
         let target = match &req.blob {
@@ -362,7 +392,12 @@ impl Broker {
             account: account.name.clone(),
             container: req.container.clone(),
             target,
-            permissions: Some(grant.permissions),
+            // With a stored policy, the policy holds the permissions and the token carries none.
+            permissions: if policy_id.is_some() {
+                None
+            } else {
+                Some(grant.permissions)
+            },
             start: Some(starts_on),
             expiry: Some(expires_on),
             ip: grant.ip,
@@ -375,7 +410,7 @@ impl Broker {
             overrides: ResponseOverrides::default(),
             version: account.sas_version,
         };
-        let token = sign_service(&sas, None, &account.key)?;
+        let token = sign_service(&sas, policy_id.as_deref(), &account.key)?;
         let id = new_id("iss_", now)?;
         let record = IssuanceRecord {
             id: id.clone(),
@@ -397,7 +432,7 @@ impl Broker {
             reason: req.reason.clone(),
             signing_mode: SigningMode::AccountKey,
             revocation: grant.revocation,
-            policy_id: None,
+            policy_id,
             signature_sha256: token.signature_sha256(),
             status: StoredStatus::Active,
             revoked_at: None,

@@ -3,3 +3,7 @@
 mod mint;
 
 pub use mint::{Broker, FromJson, MintError, MintRequest, Minted, parse_ttl};
+pub use policies::{OWNED_PREFIX, PolicyError, StoredPolicies};
+pub use revoke::{Collateral, RevokeError, RevokeOutcome};
+mod policies;
+mod revoke;

@@ -237,6 +237,57 @@ pub async fn lookup(url: &str) -> ExitCode {
     }
 }
 
+pub async fn revoke(id: &str, reason: &str) -> ExitCode {
+    let client = match Client::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let url = format!(
+        "{}/v1/issuances/{}/revoke",
+        client.base,
+        crate::sas::encode::encode_query_value(id)
+    );
+    match client
+        .send(
+            client
+                .http
+                .post(url)
+                .json(&serde_json::json!({ "reason": reason })),
+        )
+        .await
+    {
+        Ok(v) => {
+            let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+            println!(
+                "{} revoked ({}): {}",
+                s("id"),
+                s("mechanism"),
+                s("takes_effect")
+            );
+            println!("stops working by {}", s("effective_by"));
+            if let Some(c) = v
+                .get("collateral")
+                .and_then(Value::as_array)
+                .filter(|c| !c.is_empty())
+            {
+                println!("also revoked ({}), their holders must ask again:", c.len());
+                for i in c {
+                    let f = |k: &str| i.get(k).and_then(Value::as_str).unwrap_or("-").to_owned();
+                    println!(
+                        "  {} {} {}/{}",
+                        f("id"),
+                        f("principal"),
+                        f("container"),
+                        f("blob")
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(1)

@@ -80,6 +80,13 @@ enum Command {
         #[arg(long, value_enum, default_value_t = client::Output::Url)]
         output: client::Output,
     },
+    /// Revoke an issuance (admins; reads SASGATE_URL and SASGATE_TOKEN) and print what that
+    /// achieved.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: String,
+    },
     /// List or show issuances (reads SASGATE_URL and SASGATE_TOKEN).
     #[command(subcommand)]
     Issuances(IssuancesCommand),
@@ -255,6 +262,7 @@ pub fn run() -> ExitCode {
             json,
         })),
         Command::Issuances(IssuancesCommand::Show { id }) => block_on(client::show(&id)),
+        Command::Revoke { id, reason } => block_on(client::revoke(&id, &reason)),
         Command::Issuances(IssuancesCommand::Lookup { url }) => block_on(client::lookup(&url)),
     }
 }

@@ -178,6 +178,7 @@ pub async fn dev_seed(config_path: Option<&Path>) -> ExitCode {
             ("models", "published/hello-model.txt", "a published model\n"),
             ("datasets", "survey.csv", "question,answer\nq1,42\n"),
             ("ci-build", "README.txt", "CI artifacts land here\n"),
+            ("reports", "q1.txt", "an internal report\n"),
         ];
         for (c, b, body) in blobs {
             let (Ok(c), Ok(b)) = (ContainerName::parse(c), BlobName::parse(b)) else {

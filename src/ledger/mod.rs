@@ -128,6 +128,74 @@ pub struct DenialRecord {
     pub reasons: Vec<String>,
 }
 
+/// A stored access policy sasgate manages on a container (DESIGN.md §6). Ids are
+/// `sg-<generation>-<permissions>`; the generation comes from a per-container counter in the
+/// ledger and is never reused, because re-creating a deleted policy id would bring its revoked
+/// tokens back to life.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PolicyRecord {
+    pub account: String,
+    pub container: String,
+    pub policy_id: String,
+    pub generation: u64,
+    /// The permission letters the policy holds (the tokens bound to it carry no `sp`).
+    pub permissions: String,
+    pub created_at: DateTime<Utc>,
+    /// Set when the policy was deleted from the container (revocation or clean-up).
+    pub removed_at: Option<DateTime<Utc>>,
+}
+
+/// A policy not yet removed, with the latest `expires_on` among its active issuances (`None`:
+/// nothing bound to it is live).
+pub type LivePolicy = (PolicyRecord, Option<DateTime<Utc>>);
+
+/// A broker link: the issuance it belongs to and how it may be redeemed. The code itself is
+/// never stored, only its SHA-256.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinkRecord {
+    /// The issuance (revocation `link_only`) that records who asked for the link and why.
+    pub issuance_id: String,
+    /// Lowercase hex SHA-256 of the link code.
+    pub code_sha256: String,
+    pub expires_at: DateTime<Utc>,
+    /// `None`: unlimited until expiry.
+    pub max_uses: Option<u32>,
+    pub uses: u32,
+}
+
+/// One redemption of a link: the SAS it minted, recorded before the redirect.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Redemption {
+    /// `red_` + 26 characters.
+    pub id: String,
+    pub issuance_id: String,
+    pub at: DateTime<Utc>,
+    pub client_addr: Option<String>,
+    pub user_agent: Option<String>,
+    /// Lowercase hex SHA-256 of the minted SAS signature.
+    pub signature_sha256: String,
+    pub expires_on: DateTime<Utc>,
+}
+
+/// What a redemption attempt found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RedeemOutcome {
+    /// Counted and recorded; the link's issuance, to mint from.
+    Redeemed(Box<IssuanceRecord>),
+    /// Nothing was recorded or counted.
+    Gone(GoneReason),
+}
+
+/// Why a link cannot be redeemed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GoneReason {
+    Unknown,
+    Revoked,
+    Expired,
+    UsedUp,
+}
+
 /// Filters for [`Ledger::list`]; every field narrows the result.
 #[derive(Clone, Debug, Default)]
 pub struct ListFilter {
@@ -200,6 +268,78 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Readiness: the ledger can be read and written right now.
     async fn check(&self) -> Result<(), LedgerError>;
+
+    /// Marks an issuance revoked, durably. Idempotent: an already revoked record is returned
+    /// unchanged. `None` when there is no such id.
+    async fn revoke(
+        &self,
+        id: &str,
+        by: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<IssuanceRecord>, LedgerError>;
+
+    /// Marks every active issuance bound to the stored access policy `policy_id` on
+    /// `account`/`container` revoked, durably, and marks the policy removed. Returns the
+    /// issuances it revoked.
+    async fn revoke_policy(
+        &self,
+        account: &str,
+        container: &str,
+        policy_id: &str,
+        by: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<IssuanceRecord>, LedgerError>;
+
+    /// Allocates the next generation for `account`/`container` (strictly increasing, never
+    /// reused, also across restarts and replicas) and records the policy, durably.
+    async fn create_policy(
+        &self,
+        account: &str,
+        container: &str,
+        permissions: &str,
+        at: DateTime<Utc>,
+    ) -> Result<PolicyRecord, LedgerError>;
+
+    /// The policies of `account`/`container` not yet removed, oldest first, each with the
+    /// latest `expires_on` among its active issuances (`None`: none is live).
+    async fn live_policies(
+        &self,
+        account: &str,
+        container: &str,
+    ) -> Result<Vec<LivePolicy>, LedgerError>;
+
+    /// Marks a policy removed (deleted from the container because nothing live is bound to it).
+    async fn remove_policy(
+        &self,
+        account: &str,
+        container: &str,
+        policy_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), LedgerError>;
+
+    /// Stores an issuance and its link in one durable commit.
+    async fn append_link(
+        &self,
+        record: IssuanceRecord,
+        link: LinkRecord,
+    ) -> Result<(), LedgerError>;
+
+    /// Redeems the link whose code hashes to `code_sha256`: in one durable commit it checks
+    /// that the link's issuance is active, the link unexpired at `redemption.at` and not used
+    /// up, counts the use and stores `redemption` (its `issuance_id` is filled in here).
+    async fn redeem(
+        &self,
+        code_sha256: &str,
+        redemption: Redemption,
+    ) -> Result<RedeemOutcome, LedgerError>;
+
+    /// The link of an issuance, and its redemptions, newest first.
+    async fn link(
+        &self,
+        issuance_id: &str,
+    ) -> Result<Option<(LinkRecord, Vec<Redemption>)>, LedgerError>;
 }
 
 /// A new time-ordered id: `prefix` + 26 Crockford base32 characters (48-bit milliseconds since

@@ -26,7 +26,7 @@ pub const MODEL: &[u8] = b"published model weights";
 
 /// A running sasgate with its emulator, principals and ledger.
 pub struct TestApp {
-    pub azurite: Azurite,
+    pub azurite: Arc<Azurite>,
     /// `http://127.0.0.1:<port>`
     pub address: String,
     pub http: reqwest::Client,
@@ -117,7 +117,7 @@ roles = ["ci"]
 /// Creates the containers and blobs the shipped policies talk about.
 pub async fn seed(azurite: &Azurite) {
     let client = azurite.client();
-    for c in ["models", "datasets", "ci-build", "secrets"] {
+    for c in ["models", "datasets", "ci-build", "secrets", "reports"] {
         client
             .create_container(&ContainerName::parse(c).unwrap())
             .await
@@ -141,11 +141,40 @@ pub async fn seed(azurite: &Azurite) {
     put("models", "drafts/unreleased.bin", b"not for sharing").await;
     put("datasets", "survey.csv", b"a,b\n1,2\n").await;
     put("secrets", "keys.txt", b"top secret").await;
+    put("reports", "q1.pdf", b"quarter one").await;
+    put("reports", "q2.pdf", b"quarter two").await;
 }
 
 /// Starts Azurite (HTTPS), seeds it, and serves sasgate in-process on port 0.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with_ledger(None).await
+}
+
+/// A second replica of `first`: its own process state, the same emulator and ledger file.
+pub async fn spawn_app_on(first: &TestApp) -> TestApp {
+    let config = first.dir.path().join("sasgate.toml");
+    let config = Config::load_from(Some(&config), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let app = Application::build(config)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let address = format!("http://{}", app.local_addr().unwrap());
+    let ledger = app.ledger();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        http: first.azurite.http_client(),
+        azurite: first.azurite.clone(),
+        address,
+        dir: tempfile::tempdir().unwrap(),
+        alice: first.alice.clone(),
+        admin: first.admin.clone(),
+        ci: first.ci.clone(),
+        ledger,
+        stop: Some(stop),
+        server: Some(server),
+    }
 }
 
 /// As [`spawn_app`] with the ledger file at `ledger_path`.
@@ -165,7 +194,7 @@ pub async fn spawn_app_with_ledger(ledger_path: Option<&Path>) -> TestApp {
     }));
     TestApp {
         http: azurite.http_client(),
-        azurite,
+        azurite: Arc::new(azurite),
         address,
         dir: setup.dir,
         alice: setup.alice,

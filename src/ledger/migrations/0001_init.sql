@@ -47,14 +47,12 @@ CREATE TABLE issuances (
     record_hash       TEXT
 );
 
--- Listing order is (issued_at DESC, id DESC); each index ends with `issued_at` so a
--- filtered page is an index range scan, and SQLite orders only the rows that share an
--- instant by `id` (nanosecond times rarely tie). Leaving `id` out keeps the entries small:
--- every issuance appends to each of these, and a fuller page splits less often. An
--- account-only filter uses the container index prefix: one index fewer to write.
-CREATE INDEX issuances_by_time ON issuances (issued_at);
-CREATE INDEX issuances_by_principal ON issuances (principal, issued_at);
-CREATE INDEX issuances_by_container ON issuances (account, container, issued_at);
+-- Listing order is (issued_at DESC, id DESC); each index ends with that key so a
+-- filtered page is an index range scan. An account-only filter uses the container index
+-- prefix: one index fewer to write on every issuance.
+CREATE INDEX issuances_by_time ON issuances (issued_at, id);
+CREATE INDEX issuances_by_principal ON issuances (principal, issued_at, id);
+CREATE INDEX issuances_by_container ON issuances (account, container, issued_at, id);
 -- Not unique: two identical requests in the same second get byte-identical tokens, and each
 -- request is its own issuance.
 CREATE INDEX issuances_by_signature ON issuances (signature_sha256);

@@ -1,0 +1,166 @@
+//! Revocation, and what it really achieves (DESIGN.md §6, AZURE-SAS.md §6). Azure cannot revoke
+//! one SAS; each answer says which mechanism applied and when it bites.
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use super::Broker;
+use super::policies::PolicyError;
+use crate::auth::Principal;
+use crate::ledger::{IssuanceRecord, LedgerError, RevocationMode, StoredStatus};
+use crate::sas::name::ContainerName;
+
+/// Azure documents up to 30 seconds before a deleted stored access policy stops its tokens.
+pub const POLICY_PROPAGATION: Duration = Duration::seconds(30);
+/// The longest SAS a broker link mints.
+pub const LINK_SAS_TTL: Duration = Duration::minutes(5);
+
+/// Another issuance revoked together with the one asked for (same stored access policy).
+#[derive(Clone, Debug, Serialize)]
+pub struct Collateral {
+    pub id: String,
+    pub principal: String,
+    pub container: String,
+    pub blob: Option<String>,
+    pub expires_on: DateTime<Utc>,
+}
+
+/// What a revocation achieved, honestly.
+#[derive(Clone, Debug, Serialize)]
+pub struct RevokeOutcome {
+    pub id: String,
+    pub mechanism: RevocationMode,
+    /// True when the issuance was already revoked; nothing was done again.
+    pub already_revoked: bool,
+    /// When the token stops working: the latest moment Azure may still honour it.
+    pub effective_by: DateTime<Utc>,
+    /// One sentence a person can act on.
+    pub takes_effect: String,
+    /// Other issuances revoked with it; their holders must ask again.
+    pub collateral: Vec<Collateral>,
+}
+
+/// Why a revocation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RevokeError {
+    #[error("no issuance with that id")]
+    NotFound,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("the stored access policy could not be deleted, so the token is NOT revoked: {0}")]
+    Policy(#[from] PolicyError),
+    #[error("{0}")]
+    Ledger(#[from] LedgerError),
+}
+
+impl Broker {
+    /// Revokes issuance `id` for `by`, as of `now`.
+    pub async fn revoke(
+        &self,
+        id: &str,
+        by: &Principal,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RevokeOutcome, RevokeError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
+        {
+            return Err(RevokeError::InvalidRequest(
+                "give a reason of 1 to 500 characters, without control characters".into(),
+            ));
+        }
+        let record = self.ledger.get(id).await?.ok_or(RevokeError::NotFound)?;
+        let already = record.status == StoredStatus::Revoked;
+        let who = by.ledger_name();
+        let mut collateral = Vec::new();
+        match record.revocation {
+            RevocationMode::StoredAccessPolicy if !already => {
+                let policy = record.policy_id.clone().ok_or_else(|| {
+                    RevokeError::Ledger(LedgerError::Unavailable(format!(
+                        "issuance {id} has no stored access policy recorded"
+                    )))
+                })?;
+                let client = self.clients.get(&record.account).ok_or_else(|| {
+                    RevokeError::InvalidRequest(format!(
+                        "account '{}' is no longer configured; rotate its key to stop the token",
+                        record.account
+                    ))
+                })?;
+                let container = ContainerName::parse(&record.container).map_err(|e| {
+                    RevokeError::Ledger(LedgerError::Unavailable(format!(
+                        "recorded container: {e}"
+                    )))
+                })?;
+                // Azure first: only a deleted policy is a revocation.
+                self.stored.delete(client, &container, &policy).await?;
+                let revoked = self
+                    .ledger
+                    .revoke_policy(
+                        &record.account,
+                        &record.container,
+                        &policy,
+                        &who,
+                        reason,
+                        now,
+                    )
+                    .await?;
+                collateral = revoked
+                    .into_iter()
+                    .filter(|r| r.id != record.id)
+                    .map(|r| Collateral {
+                        id: r.id,
+                        principal: r.principal,
+                        container: r.container,
+                        blob: r.blob,
+                        expires_on: r.expires_on,
+                    })
+                    .collect();
+                tracing::info!(issuance = %id, policy = %policy, collateral = collateral.len(), by = %by.name, "revoked by deleting the stored access policy");
+            }
+            _ if !already => {
+                self.ledger.revoke(id, &who, reason, now).await?;
+                tracing::info!(issuance = %id, mechanism = record.revocation.as_str(), by = %by.name, "revoked");
+            }
+            _ => {}
+        }
+        Ok(outcome(&record, already, collateral, now))
+    }
+}
+
+fn outcome(
+    record: &IssuanceRecord,
+    already: bool,
+    collateral: Vec<Collateral>,
+    now: DateTime<Utc>,
+) -> RevokeOutcome {
+    let at = record.revoked_at.unwrap_or(now);
+    let (effective_by, takes_effect) = match record.revocation {
+        RevocationMode::StoredAccessPolicy => (
+            (at + POLICY_PROPAGATION).min(record.expires_on),
+            format!(
+                "the stored access policy '{}' was deleted from container '{}'; Azure documents up to 30 seconds before every token bound to it fails (the issuances listed as collateral stop too; their holders must ask again)",
+                record.policy_id.as_deref().unwrap_or("?"),
+                record.container
+            ),
+        ),
+        RevocationMode::LinkOnly => (
+            (at + LINK_SAS_TTL).min(record.expires_on),
+            "the link stops at once; a SAS already minted from it (at most 5 minutes each) works until it expires".into(),
+        ),
+        RevocationMode::ExpiryOnly => (
+            record.expires_on,
+            format!(
+                "recorded as revoked, but Azure cannot revoke a single SAS: this token stays valid until {}. Emergency stop: rotate the account key that signed it (this ends every service SAS signed with that key) or, for a user delegation SAS, revoke all user delegation keys of the account",
+                record.expires_on.to_rfc3339()
+            ),
+        ),
+    };
+    RevokeOutcome {
+        id: record.id.clone(),
+        mechanism: record.revocation,
+        already_revoked: already,
+        effective_by,
+        takes_effect,
+        collateral,
+    }
+}

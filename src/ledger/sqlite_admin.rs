@@ -1,0 +1,358 @@
+//! Revocation, stored policies and broker links for the SQLite ledger.
+//!
+//! These writes are rare next to issuances, so they do not go through the group-commit writer:
+//! each runs as one `BEGIN IMMEDIATE` transaction on a connection of its own (fsynced, like
+//! every ledger commit), and SQLite's busy timeout orders it with the writer. A memory ledger
+//! (tests only) cannot open a second connection and answers `Unavailable`.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    ISSUANCE_COLUMNS, configure, from_ns, hex_lower, issuance_from_row, ns, sha256_from_hex,
+    unavailable,
+};
+use crate::ledger::{
+    GoneReason, IssuanceRecord, LedgerError, LinkRecord, LivePolicy, PolicyRecord, RedeemOutcome,
+    Redemption, StoredStatus,
+};
+
+/// The connection for these operations, opened on first use.
+pub(super) struct Admin {
+    path: Option<PathBuf>,
+    conn: Mutex<Option<Connection>>,
+}
+
+fn time(what: &str, t: DateTime<Utc>) -> Result<i64, LedgerError> {
+    ns(t).ok_or_else(|| {
+        LedgerError::Unavailable(format!(
+            "{what} {t} is outside the times the ledger can store"
+        ))
+    })
+}
+
+fn digest(what: &str, hex: &str) -> Result<[u8; 32], LedgerError> {
+    sha256_from_hex(hex)
+        .ok_or_else(|| LedgerError::Unavailable(format!("{what} is not a SHA-256 in hex")))
+}
+
+fn db(e: rusqlite::Error) -> LedgerError {
+    unavailable("ledger write failed", e)
+}
+
+impl Admin {
+    pub(super) fn new(path: Option<PathBuf>) -> Self {
+        Self {
+            path,
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// Runs `f` in one immediate transaction on this connection, off the async runtime. Any
+    /// error rolls the whole transaction back and drops the connection (reopened next time).
+    pub(super) async fn write<R: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, LedgerError> + Send + 'static,
+    ) -> Result<R, LedgerError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = me.conn.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                let path = me.path.as_ref().ok_or_else(|| {
+                    LedgerError::Unavailable("a memory ledger keeps no revocations".into())
+                })?;
+                let conn = Connection::open_with_flags(
+                    path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )
+                .map_err(|e| unavailable("cannot open the ledger", e))?;
+                configure(&conn, true)?;
+                *guard = Some(conn);
+            }
+            let result = (|| {
+                let conn = guard
+                    .as_mut()
+                    .ok_or_else(|| LedgerError::Unavailable("no ledger connection".into()))?;
+                let tx = conn
+                    .transaction_with_behavior(TransactionBehavior::Immediate)
+                    .map_err(db)?;
+                let out = f(&tx)?;
+                tx.commit().map_err(db)?;
+                Ok(out)
+            })();
+            if result.is_err() {
+                *guard = None;
+            }
+            result
+        })
+        .await
+        .map_err(|e| LedgerError::Unavailable(format!("ledger task failed: {e}")))?
+    }
+}
+
+fn get(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Option<IssuanceRecord>, LedgerError> {
+    tx.query_row(
+        &format!("SELECT {ISSUANCE_COLUMNS} FROM issuances WHERE id = ?1"),
+        [id],
+        issuance_from_row,
+    )
+    .optional()
+    .map_err(db)
+}
+
+pub(super) fn revoke(
+    tx: &rusqlite::Transaction<'_>,
+    id: &str,
+    by: &str,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<IssuanceRecord>, LedgerError> {
+    tx.execute(
+        "UPDATE issuances SET status = 'revoked', revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1 AND status = 'active'",
+        params![id, time("revoked_at", at)?, by, reason],
+    )
+    .map_err(db)?;
+    get(tx, id)
+}
+
+pub(super) fn revoke_policy(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+    container: &str,
+    policy_id: &str,
+    by: &str,
+    reason: &str,
+    at: DateTime<Utc>,
+) -> Result<Vec<IssuanceRecord>, LedgerError> {
+    let at_ns = time("revoked_at", at)?;
+    let ids: Vec<String> = {
+        let mut stmt = tx
+            .prepare("SELECT id FROM issuances WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND status = 'active' ORDER BY seq")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![account, container, policy_id], |r| r.get(0))
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)?
+    };
+    tx.execute(
+        "UPDATE issuances SET status = 'revoked', revoked_at = ?4, revoked_by = ?5, revoke_reason = ?6 \
+         WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND status = 'active'",
+        params![account, container, policy_id, at_ns, by, reason],
+    )
+    .map_err(db)?;
+    tx.execute(
+        "UPDATE policies SET removed_at = ?4 WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND removed_at IS NULL",
+        params![account, container, policy_id, at_ns],
+    )
+    .map_err(db)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = get(tx, &id)? {
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn create_policy(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+    container: &str,
+    permissions: &str,
+    at: DateTime<Utc>,
+) -> Result<PolicyRecord, LedgerError> {
+    tx.execute(
+        "INSERT INTO policy_generations (account, container, last) VALUES (?1, ?2, 1) \
+         ON CONFLICT (account, container) DO UPDATE SET last = last + 1",
+        params![account, container],
+    )
+    .map_err(db)?;
+    let generation: i64 = tx
+        .query_row(
+            "SELECT last FROM policy_generations WHERE account = ?1 AND container = ?2",
+            params![account, container],
+            |r| r.get(0),
+        )
+        .map_err(db)?;
+    let policy_id = format!("{}{generation}-{permissions}", crate::broker::OWNED_PREFIX);
+    tx.execute(
+        "INSERT INTO policies (account, container, policy_id, generation, permissions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![account, container, policy_id, generation, permissions, time("created_at", at)?],
+    )
+    .map_err(db)?;
+    Ok(PolicyRecord {
+        account: account.to_owned(),
+        container: container.to_owned(),
+        policy_id,
+        generation: u64::try_from(generation).unwrap_or(0),
+        permissions: permissions.to_owned(),
+        created_at: at,
+        removed_at: None,
+    })
+}
+
+pub(super) fn live_policies(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+    container: &str,
+) -> Result<Vec<LivePolicy>, LedgerError> {
+    let mut stmt = tx
+        .prepare(
+            "SELECT p.policy_id, p.generation, p.permissions, p.created_at, \
+                    (SELECT max(i.expires_on) FROM issuances i \
+                      WHERE i.account = p.account AND i.container = p.container AND i.policy_id = p.policy_id \
+                        AND i.status = 'active') \
+             FROM policies p WHERE p.account = ?1 AND p.container = ?2 AND p.removed_at IS NULL ORDER BY p.generation",
+        )
+        .map_err(db)?;
+    let rows = stmt
+        .query_map(params![account, container], |r| {
+            Ok((
+                PolicyRecord {
+                    account: account.to_owned(),
+                    container: container.to_owned(),
+                    policy_id: r.get(0)?,
+                    generation: u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
+                    permissions: r.get(2)?,
+                    created_at: from_ns(r.get(3)?),
+                    removed_at: None,
+                },
+                r.get::<_, Option<i64>>(4)?.map(from_ns),
+            ))
+        })
+        .map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
+}
+
+pub(super) fn remove_policy(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+    container: &str,
+    policy_id: &str,
+    at: DateTime<Utc>,
+) -> Result<(), LedgerError> {
+    tx.execute(
+        "UPDATE policies SET removed_at = ?4 WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND removed_at IS NULL",
+        params![account, container, policy_id, time("removed_at", at)?],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(super) fn append_link(
+    tx: &rusqlite::Transaction<'_>,
+    insert_issuance: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), LedgerError>,
+    link: &LinkRecord,
+) -> Result<(), LedgerError> {
+    insert_issuance(tx)?;
+    tx.execute(
+        "INSERT INTO links (issuance_id, code_sha256, expires_at, max_uses, uses) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            link.issuance_id,
+            digest("code_sha256", &link.code_sha256)?.as_slice(),
+            time("expires_at", link.expires_at)?,
+            link.max_uses,
+            link.uses
+        ],
+    )
+    .map_err(db)?;
+    Ok(())
+}
+
+pub(super) fn redeem(
+    tx: &rusqlite::Transaction<'_>,
+    code_sha256: &str,
+    mut redemption: Redemption,
+) -> Result<RedeemOutcome, LedgerError> {
+    let Some(code) = sha256_from_hex(code_sha256) else {
+        return Ok(RedeemOutcome::Gone(GoneReason::Unknown));
+    };
+    let found: Option<(String, i64, Option<u32>, u32)> = tx
+        .query_row(
+            "SELECT issuance_id, expires_at, max_uses, uses FROM links WHERE code_sha256 = ?1",
+            [code.as_slice()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()
+        .map_err(db)?;
+    let Some((issuance_id, expires_at, max_uses, uses)) = found else {
+        return Ok(RedeemOutcome::Gone(GoneReason::Unknown));
+    };
+    let Some(issuance) = get(tx, &issuance_id)? else {
+        return Ok(RedeemOutcome::Gone(GoneReason::Unknown));
+    };
+    if issuance.status == StoredStatus::Revoked {
+        return Ok(RedeemOutcome::Gone(GoneReason::Revoked));
+    }
+    let at = time("at", redemption.at)?;
+    if at >= expires_at {
+        return Ok(RedeemOutcome::Gone(GoneReason::Expired));
+    }
+    if max_uses.is_some_and(|m| uses >= m) {
+        return Ok(RedeemOutcome::Gone(GoneReason::UsedUp));
+    }
+    tx.execute(
+        "UPDATE links SET uses = uses + 1 WHERE issuance_id = ?1",
+        [&issuance_id],
+    )
+    .map_err(db)?;
+    redemption.issuance_id = issuance_id;
+    tx.execute(
+        "INSERT INTO redemptions (id, issuance_id, at, client_addr, user_agent, signature_sha256, expires_on) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            redemption.id,
+            redemption.issuance_id,
+            at,
+            redemption.client_addr,
+            redemption.user_agent,
+            digest("signature_sha256", &redemption.signature_sha256)?.as_slice(),
+            time("expires_on", redemption.expires_on)?
+        ],
+    )
+    .map_err(db)?;
+    Ok(RedeemOutcome::Redeemed(Box::new(issuance)))
+}
+
+pub(super) fn link(
+    tx: &rusqlite::Transaction<'_>,
+    issuance_id: &str,
+) -> Result<Option<(LinkRecord, Vec<Redemption>)>, LedgerError> {
+    let found = tx
+        .query_row(
+            "SELECT code_sha256, expires_at, max_uses, uses FROM links WHERE issuance_id = ?1",
+            [issuance_id],
+            |r| {
+                Ok(LinkRecord {
+                    issuance_id: issuance_id.to_owned(),
+                    code_sha256: hex_lower(&r.get::<_, Vec<u8>>(0)?),
+                    expires_at: from_ns(r.get(1)?),
+                    max_uses: r.get(2)?,
+                    uses: r.get(3)?,
+                })
+            },
+        )
+        .optional()
+        .map_err(db)?;
+    let Some(link) = found else { return Ok(None) };
+    let mut stmt = tx
+        .prepare("SELECT id, at, client_addr, user_agent, signature_sha256, expires_on FROM redemptions WHERE issuance_id = ?1 ORDER BY seq DESC")
+        .map_err(db)?;
+    let rows = stmt
+        .query_map([issuance_id], |r| {
+            Ok(Redemption {
+                id: r.get(0)?,
+                issuance_id: issuance_id.to_owned(),
+                at: from_ns(r.get(1)?),
+                client_addr: r.get(2)?,
+                user_agent: r.get(3)?,
+                signature_sha256: hex_lower(&r.get::<_, Vec<u8>>(4)?),
+                expires_on: from_ns(r.get(5)?),
+            })
+        })
+        .map_err(db)?;
+    let redemptions = rows.collect::<Result<_, _>>().map_err(db)?;
+    Ok(Some((link, redemptions)))
+}
