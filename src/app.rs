@@ -12,8 +12,8 @@ use crate::api::{self, AppState, Inner};
 use crate::azure::BlobServiceClient;
 use crate::broker::{Broker, StoredPolicies};
 use crate::config::Config;
+use crate::ledger::Ledger;
 use crate::ledger::sqlite::{SqliteLedger, SqliteOptions};
-use crate::ledger::{Ledger, RevocationMode};
 use crate::policy::{PolicyLimits, PolicySet};
 
 /// Why the server did not start. Messages name what to fix and carry no secret.
@@ -57,26 +57,6 @@ pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
                 .join("\n"),
         }
     })?;
-    // Broker links are not built yet: a rule that asks for them must not be served as if its
-    // tokens were revocable that way.
-    let unsupported: Vec<String> = set
-        .rules()
-        .iter()
-        .filter(|r| r.revocation() == RevocationMode::LinkOnly)
-        .map(|r| {
-            format!(
-                "  - rule {}: revocation = {} is not available in this version; broker links arrive in a later version; use stored_access_policy or expiry_only",
-                r.id(),
-                r.revocation().as_str()
-            )
-        })
-        .collect();
-    if !unsupported.is_empty() {
-        return Err(StartupError::Policy {
-            dir,
-            errors: unsupported.join("\n"),
-        });
-    }
     let unknown_accounts: Vec<String> = set
         .rules()
         .iter()

@@ -207,6 +207,36 @@ async fn a_full_run_logs_no_key_no_api_key_and_no_signature() {
         .await
         .unwrap();
     assert_eq!(sigs.len(), 2, "alice and ci each got one token");
+    // A broker link, redeemed once: its code is a secret too.
+    let link: Value = http
+        .post(format!("{}/v1/links", binary.address))
+        .bearer_auth(&setup.alice)
+        .json(&serde_json::json!({"account": "devstoreaccount1", "container": "shared", "blob": "paper.pdf"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let code = link["link"]
+        .as_str()
+        .unwrap()
+        .rsplit("/l/")
+        .next()
+        .unwrap()
+        .to_owned();
+    let no_redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = no_redirect
+        .get(format!("{}/l/{code}", binary.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let redirected = sasgate::sas::parse::parse(r.headers()["location"].to_str().unwrap()).unwrap();
+    sigs.push(redirected.param("sig").unwrap().to_owned());
     // SIGTERM: a graceful stop, whose messages are part of the run too.
     let pid = binary.child.id();
     std::process::Command::new("kill")
@@ -228,6 +258,7 @@ async fn a_full_run_logs_no_key_no_api_key_and_no_signature() {
         setup.admin.clone(),
         "sgk_wrong_key_value".into(),
     ];
+    secrets.push(code.clone());
     for s in &sigs {
         secrets.push(s.clone());
         secrets.push(encoded(s));

@@ -52,7 +52,7 @@ async fn policy_check_and_explain_load_what_the_server_loads() {
     let config = setup.config.to_str().unwrap();
     let o = sasgate(&["policy", "check", "--config", config], &[]).await;
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("ok: 5 rules"), "{}", out(&o));
+    assert!(out(&o).contains("ok: 6 rules"), "{}", out(&o));
 
     let o = sasgate(
         &[

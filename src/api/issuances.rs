@@ -153,13 +153,20 @@ pub async fn lookup(
             "send {\"url\": \"<the SAS URL or query string>\"}",
         )
     })?;
-    let parsed = crate::sas::parse::parse(&body.url)
-        .map_err(|e| Problem::new(Code::InvalidRequest, format!("not a SAS: {e}")))?;
-    let Some(hash) = parsed.signature_sha256() else {
-        return Err(Problem::new(
-            Code::InvalidRequest,
-            "the SAS has no signature",
-        ));
+    let hash = match link_code(&body.url) {
+        // A leaked broker link: its code's hash is the issuance's signature hash.
+        Some(code) => crate::sas::sign::hex_sha256(code.as_bytes()),
+        None => {
+            let parsed = crate::sas::parse::parse(&body.url).map_err(|e| {
+                Problem::new(
+                    Code::InvalidRequest,
+                    format!("not a SAS or a broker link: {e}"),
+                )
+            })?;
+            parsed
+                .signature_sha256()
+                .ok_or_else(|| Problem::new(Code::InvalidRequest, "the SAS has no signature"))?
+        }
     };
     let record = state
         .ledger
@@ -180,6 +187,18 @@ pub async fn lookup(
         issuance: view(record, Utc::now()),
         revoke,
     }))
+}
+
+/// The code of a broker link URL (`…/l/<code>`), if `text` is one.
+fn link_code(text: &str) -> Option<String> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let mut segments = url.path_segments()?;
+    match (segments.next(), segments.next(), segments.next()) {
+        (Some("l"), Some(code), None) if !code.is_empty() && url.query().is_none() => {
+            Some(code.to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// Body of `POST /v1/issuances/{id}/revoke`.

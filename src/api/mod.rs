@@ -5,6 +5,7 @@
 pub mod auth;
 mod health;
 mod issuances;
+mod links;
 pub mod problem;
 mod tokens;
 
@@ -82,6 +83,15 @@ impl MakeRequestId for MakeId {
     }
 }
 
+/// The path as logged: a broker link's code is a secret, so `/l/<code>` is logged without it.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with("/l/") {
+        "/l/<code>"
+    } else {
+        path
+    }
+}
+
 /// The router with the whole middleware stack, in one visible place. Outermost first: request
 /// id, sensitive headers hidden from every later layer's logs, tracing (method, path, status,
 /// latency; never headers or bodies), panics turned into an opaque 500, a timeout and a body
@@ -89,6 +99,8 @@ impl MakeRequestId for MakeId {
 pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Router {
     let api = Router::new()
         .route("/v1/tokens", post(tokens::create))
+        .route("/v1/links", post(links::create))
+        .route("/l/{code}", get(links::redeem))
         .route("/v1/issuances", get(issuances::list))
         .route("/v1/issuances/lookup", post(issuances::lookup))
         .route("/v1/issuances/{id}", get(issuances::show))
@@ -115,7 +127,7 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
             TraceLayer::new_for_http()
                 .make_span_with(|req: &Request<_>| {
                     let id = req.headers().get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("");
-                    tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                    tracing::info_span!("request", method = %req.method(), path = %loggable_path(req.uri().path()), request_id = %id)
                 })
                 .on_request(())
                 .on_response(|res: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {

@@ -27,6 +27,7 @@ pub enum Code {
     NotFound,
     PayloadTooLarge,
     LinkRequired,
+    LinkGone,
     StoredPolicyUnavailable,
     Internal,
 }
@@ -51,6 +52,7 @@ impl Code {
             Code::NotFound => "not_found",
             Code::PayloadTooLarge => "payload_too_large",
             Code::LinkRequired => "link_required",
+            Code::LinkGone => "link_gone",
             Code::StoredPolicyUnavailable => "stored_policy_unavailable",
             Code::Internal => "internal",
         }
@@ -72,6 +74,7 @@ impl Code {
                 StatusCode::BAD_REQUEST
             }
             Code::NotFound => StatusCode::NOT_FOUND,
+            Code::LinkGone => StatusCode::GONE,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::LedgerUnavailable | Code::StoredPolicyUnavailable => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -98,6 +101,7 @@ impl Code {
             Code::NotFound => "Not found",
             Code::PayloadTooLarge => "Request body too large",
             Code::LinkRequired => "This rule issues broker links",
+            Code::LinkGone => "Link no longer valid",
             Code::StoredPolicyUnavailable => "Stored access policy unavailable",
             Code::Internal => "Internal error",
         }

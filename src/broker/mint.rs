@@ -256,7 +256,7 @@ pub fn parse_ttl(v: &serde_json::Value) -> Result<Duration, MintError> {
     Ok(ttl)
 }
 
-fn truncate(s: &str, max: usize) -> String {
+pub(super) fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
 }
 

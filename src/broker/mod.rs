@@ -2,8 +2,10 @@
 //! and record durably before the token is returned.
 mod mint;
 
+pub use links::{CreatedLink, MAX_USES, Redeemed};
 pub use mint::{Broker, FromJson, MintError, MintRequest, Minted, parse_ttl};
 pub use policies::{OWNED_PREFIX, PolicyError, StoredPolicies};
 pub use revoke::{Collateral, RevokeError, RevokeOutcome};
+mod links;
 mod policies;
 mod revoke;

@@ -179,6 +179,11 @@ pub async fn dev_seed(config_path: Option<&Path>) -> ExitCode {
             ("datasets", "survey.csv", "question,answer\nq1,42\n"),
             ("ci-build", "README.txt", "CI artifacts land here\n"),
             ("reports", "q1.txt", "an internal report\n"),
+            (
+                "shared",
+                "paper.txt",
+                "a paper to share through a broker link\n",
+            ),
         ];
         for (c, b, body) in blobs {
             let (Ok(c), Ok(b)) = (ContainerName::parse(c), BlobName::parse(b)) else {

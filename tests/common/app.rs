@@ -117,7 +117,9 @@ roles = ["ci"]
 /// Creates the containers and blobs the shipped policies talk about.
 pub async fn seed(azurite: &Azurite) {
     let client = azurite.client();
-    for c in ["models", "datasets", "ci-build", "secrets", "reports"] {
+    for c in [
+        "models", "datasets", "ci-build", "secrets", "reports", "shared",
+    ] {
         client
             .create_container(&ContainerName::parse(c).unwrap())
             .await
@@ -143,6 +145,7 @@ pub async fn seed(azurite: &Azurite) {
     put("secrets", "keys.txt", b"top secret").await;
     put("reports", "q1.pdf", b"quarter one").await;
     put("reports", "q2.pdf", b"quarter two").await;
+    put("shared", "paper.pdf", b"the paper").await;
 }
 
 /// Starts Azurite (HTTPS), seeds it, and serves sasgate in-process on port 0.
