@@ -238,3 +238,97 @@ async fn two_replicas_minting_on_one_container_never_lose_each_others_policy() {
         assert!(owned.iter().any(|i| i.id == si), "{si} lost from {owned:?}");
     }
 }
+
+#[tokio::test]
+async fn bulk_revocation_by_principal_and_the_emergency_stop() {
+    let app = spawn_app().await;
+    let (_, a) = app.mint(&app.alice, report("q1.pdf")).await;
+    let (_, m) = app.mint(&app.alice, json!({"account": "devstoreaccount1", "container": "models", "blob": "published/model.bin"})).await;
+    let (_, c) = app.mint(&app.ci, json!({"account": "devstoreaccount1", "container": "ci-build", "blob": "x", "permissions": "cw"})).await;
+
+    // A filter is required; everything is the emergency stop's job.
+    let (status, problem) = app
+        .post(&app.admin, "/v1/revocations", json!({"reason": "x"}))
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str().unwrap()),
+        (400, "invalid_request")
+    );
+    let (status, bulk) = app
+        .post(
+            &app.admin,
+            "/v1/revocations",
+            json!({"principal": "user:alice", "reason": "laptop stolen"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{bulk}");
+    let ids: Vec<&str> = bulk["revoked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2, "{bulk}");
+    assert!(ids.contains(&a["id"].as_str().unwrap()) && ids.contains(&m["id"].as_str().unwrap()));
+    assert_eq!(
+        app.download(a["url"].as_str().unwrap()).await.0,
+        403,
+        "the policy-bound one bites"
+    );
+    let (_, ci) = app
+        .get(
+            &app.admin,
+            &format!("/v1/issuances/{}", c["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        ci["current_status"], "active",
+        "another principal is untouched"
+    );
+
+    // Emergency stop: every sasgate policy on the account goes, someone else's stays.
+    let (_, fresh) = app.mint(&app.alice, report("q2.pdf")).await;
+    assert_eq!(app.download(fresh["url"].as_str().unwrap()).await.0, 200);
+    let client = app.azurite.client();
+    let reports = ContainerName::parse("reports").unwrap();
+    let mut acl = client.get_container_acl(&reports).await.unwrap();
+    acl.identifiers.push(SignedIdentifier {
+        id: "their-policy".into(),
+        start: None,
+        expiry: None,
+        permission: Some("r".into()),
+    });
+    client
+        .set_container_acl(&reports, &acl, None, None)
+        .await
+        .unwrap();
+    let (status, outcome) = app
+        .post(
+            &app.admin,
+            "/v1/emergency/revoke-policies",
+            json!({"account": "devstoreaccount1", "reason": "key material leaked"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{outcome}");
+    let touched = outcome["containers"].as_array().unwrap();
+    assert_eq!(touched.len(), 1, "{outcome}");
+    assert_eq!(touched[0]["container"], "reports");
+    assert_eq!(touched[0]["revoked_issuances"], 1);
+    assert_eq!(app.download(fresh["url"].as_str().unwrap()).await.0, 403);
+    let acl = client.get_container_acl(&reports).await.unwrap();
+    assert_eq!(
+        acl.identifiers
+            .iter()
+            .map(|i| i.id.as_str())
+            .collect::<Vec<_>>(),
+        ["their-policy"]
+    );
+    let (status, _) = app
+        .post(
+            &app.alice,
+            "/v1/emergency/revoke-policies",
+            json!({"account": "devstoreaccount1", "reason": "x"}),
+        )
+        .await;
+    assert_eq!(status, 403);
+}

@@ -215,7 +215,6 @@ pub async fn revoke(
     Path(id): Path<String>,
     body: Result<Json<RevokeBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::broker::RevokeOutcome>, Problem> {
-    use crate::broker::RevokeError;
     if !caller.is_admin() {
         return Err(Problem::new(
             Code::Forbidden,
@@ -228,19 +227,105 @@ pub async fn revoke(
             "send {\"reason\": \"why it is revoked\"}",
         )
     })?;
-    match state
+    state
         .broker
         .revoke(&id, &caller, &body.reason, Utc::now())
         .await
-    {
-        Ok(outcome) => Ok(Json(outcome)),
-        Err(RevokeError::NotFound) => Err(Problem::new(Code::NotFound, "no issuance with that id")),
-        Err(RevokeError::InvalidRequest(m)) => Err(Problem::new(Code::InvalidRequest, m)),
-        Err(e @ RevokeError::Policy(_)) => {
+        .map(Json)
+        .map_err(revoke_problem)
+}
+
+fn revoke_problem(e: crate::broker::RevokeError) -> Problem {
+    use crate::broker::RevokeError;
+    match e {
+        RevokeError::NotFound => Problem::new(Code::NotFound, "no issuance with that id"),
+        RevokeError::InvalidRequest(m) => Problem::new(Code::InvalidRequest, m),
+        e @ RevokeError::Policy(_) => {
             let mut p = Problem::server(Code::StoredPolicyUnavailable, &e);
-            p.detail = "the stored access policy could not be deleted, so the token is NOT revoked; retry, and quote the error id if it persists".into();
-            Err(p)
+            p.detail = "a stored access policy could not be deleted, so its tokens are NOT revoked; retry, and quote the error id if it persists".into();
+            p
         }
-        Err(RevokeError::Ledger(e)) => Err(Problem::server(Code::LedgerUnavailable, &e)),
+        RevokeError::Ledger(e) => Problem::server(Code::LedgerUnavailable, &e),
     }
+}
+
+/// Body of `POST /v1/revocations`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBody {
+    principal: Option<String>,
+    account: Option<String>,
+    container: Option<String>,
+    rule: Option<String>,
+    reason: String,
+}
+
+/// Revokes every active issuance of a principal, account, container or rule (admins).
+pub async fn revoke_bulk(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<BulkBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::broker::BulkOutcome>, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::new(
+            Code::Forbidden,
+            "revoking needs the admin role",
+        ));
+    }
+    let Json(b) = body.map_err(|_| {
+        Problem::new(
+            Code::InvalidRequest,
+            "send {\"reason\": \"…\"} with at least one of principal, account, container, rule",
+        )
+    })?;
+    let filter = crate::broker::BulkFilter {
+        principal: b.principal,
+        account: b.account,
+        container: b.container,
+        rule: b.rule,
+    };
+    state
+        .broker
+        .revoke_matching(&filter, &caller, &b.reason, Utc::now())
+        .await
+        .map(Json)
+        .map_err(revoke_problem)
+}
+
+/// Body of `POST /v1/emergency/revoke-policies`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmergencyBody {
+    account: String,
+    reason: String,
+}
+
+/// The emergency stop (admins): deletes every stored access policy sasgate owns on every
+/// container of the account.
+pub async fn emergency(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<EmergencyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::broker::EmergencyOutcome>, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::new(
+            Code::Forbidden,
+            "the emergency stop needs the admin role",
+        ));
+    }
+    let Json(b) = body.map_err(|_| {
+        Problem::new(
+            Code::InvalidRequest,
+            "send {\"account\": \"…\", \"reason\": \"…\"}",
+        )
+    })?;
+    if b.reason.trim().is_empty() {
+        return Err(Problem::new(Code::InvalidRequest, "give a reason"));
+    }
+    state
+        .broker
+        .emergency_revoke_policies(&b.account, &caller, b.reason.trim(), Utc::now())
+        .await
+        .map(Json)
+        .map_err(revoke_problem)
 }

@@ -105,6 +105,8 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
         .route("/v1/issuances/lookup", post(issuances::lookup))
         .route("/v1/issuances/{id}", get(issuances::show))
         .route("/v1/issuances/{id}/revoke", post(issuances::revoke))
+        .route("/v1/revocations", post(issuances::revoke_bulk))
+        .route("/v1/emergency/revoke-policies", post(issuances::emergency))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async {

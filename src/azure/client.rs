@@ -347,6 +347,50 @@ impl BlobServiceClient {
         Ok(())
     }
 
+    /// Every container of the account (List Containers, following markers). Names Azure
+    /// returns that sasgate's name type refuses are skipped.
+    pub async fn list_containers(&self) -> Result<Vec<ContainerName>, AzureError> {
+        const OP: &str = "list_containers";
+        let mut out = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut url = self.endpoint.clone();
+            if !url.path().ends_with('/') {
+                let path = format!("{}/", url.path());
+                url.set_path(&path);
+            }
+            {
+                let mut q = url.query_pairs_mut();
+                q.append_pair("comp", "list");
+                if let Some(m) = &marker {
+                    q.append_pair("marker", m);
+                }
+            }
+            let response = self
+                .send(
+                    OP,
+                    Method::GET,
+                    url,
+                    HeaderMap::new(),
+                    None,
+                    Auth::SharedKey,
+                )
+                .await?;
+            let response = expect_status(OP, response, StatusCode::OK).await?;
+            let body = read_body(OP, response).await?;
+            let (names, next) =
+                xml::parse_container_list(&body).map_err(|e| AzureError::InvalidResponse {
+                    operation: OP,
+                    detail: e.0,
+                })?;
+            out.extend(names.iter().filter_map(|n| ContainerName::parse(n).ok()));
+            match next {
+                Some(m) => marker = Some(m),
+                None => return Ok(out),
+            }
+        }
+    }
+
     /// Get Container ACL: the stored access policies, the public access level and the ETag.
     pub async fn get_container_acl(
         &self,

@@ -202,6 +202,26 @@ pub(crate) fn parse_signed_identifiers(body: &[u8]) -> Result<Vec<SignedIdentifi
         .collect()
 }
 
+/// A List Containers page: the names and the `NextMarker` (empty on the last page).
+pub(crate) fn parse_container_list(body: &[u8]) -> Result<(Vec<String>, Option<String>), XmlError> {
+    let root = parse(body)?;
+    if root.name != "EnumerationResults" {
+        return Err(XmlError(format!(
+            "expected <EnumerationResults>, found <{}>",
+            root.name
+        )));
+    }
+    let names = root
+        .child("Containers")
+        .map(|c| {
+            c.children_named("Container")
+                .filter_map(|e| e.child_text("Name"))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((names, root.child_text("NextMarker")))
+}
+
 /// The Get User Delegation Key body. Times are sent as given (callers pass
 /// `YYYY-MM-DDThh:mm:ssZ`).
 pub(crate) fn key_info(start: &str, expiry: &str) -> Vec<u8> {

@@ -5,7 +5,9 @@ mod mint;
 pub use links::{CreatedLink, MAX_USES, Redeemed};
 pub use mint::{Broker, FromJson, MintError, MintRequest, Minted, parse_ttl};
 pub use policies::{OWNED_PREFIX, PolicyError, StoredPolicies};
-pub use revoke::{Collateral, RevokeError, RevokeOutcome};
+pub use revoke::{
+    BulkFilter, BulkOutcome, Collateral, EmergencyOutcome, RevokeError, RevokeOutcome,
+};
 mod links;
 mod policies;
 mod revoke;

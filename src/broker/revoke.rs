@@ -164,3 +164,141 @@ fn outcome(
         collateral,
     }
 }
+
+/// One container touched by the emergency stop.
+#[derive(Clone, Debug, Serialize)]
+pub struct EmergencyContainer {
+    pub container: String,
+    pub deleted_policies: Vec<String>,
+    pub revoked_issuances: usize,
+}
+
+/// What the emergency stop did.
+#[derive(Clone, Debug, Serialize)]
+pub struct EmergencyOutcome {
+    pub account: String,
+    pub containers: Vec<EmergencyContainer>,
+    pub effective_by: DateTime<Utc>,
+    pub takes_effect: String,
+}
+
+/// What a bulk revocation did.
+#[derive(Clone, Debug, Serialize)]
+pub struct BulkOutcome {
+    /// One entry per issuance revoked by this call (collateral included in its entry).
+    pub revoked: Vec<RevokeOutcome>,
+}
+
+/// Which issuances a bulk revocation takes: every filter given must match.
+#[derive(Clone, Debug, Default)]
+pub struct BulkFilter {
+    pub principal: Option<String>,
+    pub account: Option<String>,
+    pub container: Option<String>,
+    pub rule: Option<String>,
+}
+
+/// The most issuances one bulk revocation takes.
+pub const MAX_BULK: usize = 10_000;
+
+impl Broker {
+    /// Deletes every stored access policy sasgate owns on every container of `account` (found by
+    /// listing the account, so policies the ledger lost are caught too), revoking every token
+    /// bound to them at once, and records it.
+    pub async fn emergency_revoke_policies(
+        &self,
+        account: &str,
+        by: &Principal,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<EmergencyOutcome, RevokeError> {
+        let client = self.clients.get(account).ok_or_else(|| {
+            RevokeError::InvalidRequest(format!("account '{account}' is not configured"))
+        })?;
+        let who = by.ledger_name();
+        let mut containers = Vec::new();
+        for container in client.list_containers().await.map_err(PolicyError::from)? {
+            let deleted = self.stored.delete_all_owned(client, &container).await?;
+            let mut revoked = 0;
+            for id in &deleted {
+                revoked += self
+                    .ledger
+                    .revoke_policy(account, container.as_str(), id, &who, reason, now)
+                    .await?
+                    .len();
+            }
+            if !deleted.is_empty() {
+                containers.push(EmergencyContainer {
+                    container: container.to_string(),
+                    deleted_policies: deleted,
+                    revoked_issuances: revoked,
+                });
+            }
+        }
+        tracing::warn!(account = %account, by = %by.name, containers = containers.len(), "emergency stop: every stored access policy sasgate owns was deleted");
+        Ok(EmergencyOutcome {
+            account: account.to_owned(),
+            containers,
+            effective_by: now + POLICY_PROPAGATION,
+            takes_effect: "every token bound to a sasgate stored access policy on this account stops within 30 seconds (Azure's documented delay); tokens without a policy (expiry_only) need the account key rotated".into(),
+        })
+    }
+
+    /// Revokes every active issuance matching `filter` (at least one filter is required).
+    pub async fn revoke_matching(
+        &self,
+        filter: &BulkFilter,
+        by: &Principal,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<BulkOutcome, RevokeError> {
+        if filter.principal.is_none()
+            && filter.account.is_none()
+            && filter.container.is_none()
+            && filter.rule.is_none()
+        {
+            return Err(RevokeError::InvalidRequest(
+                "give at least one of principal, account, container or rule; to stop everything use the emergency stop".into(),
+            ));
+        }
+        let list_filter = crate::ledger::ListFilter {
+            principal: filter.principal.clone(),
+            account: filter.account.clone(),
+            container: filter.container.clone(),
+            status: Some(crate::ledger::Status::Active),
+            ..Default::default()
+        };
+        let mut ids = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = self
+                .ledger
+                .list(&list_filter, now, 1000, cursor.as_deref())
+                .await?;
+            ids.extend(
+                page.items
+                    .into_iter()
+                    .filter(|r| filter.rule.as_ref().is_none_or(|rule| &r.rule == rule))
+                    .map(|r| r.id),
+            );
+            if ids.len() > MAX_BULK {
+                return Err(RevokeError::InvalidRequest(format!(
+                    "more than {MAX_BULK} issuances match; narrow the filter"
+                )));
+            }
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let mut revoked = Vec::new();
+        for id in ids {
+            let outcome = self.revoke(&id, by, reason, now).await?;
+            // Issuances already revoked as collateral of an earlier one are reported there.
+            if !outcome.already_revoked {
+                revoked.push(outcome);
+            }
+        }
+        Ok(BulkOutcome { revoked })
+    }
+}

@@ -288,6 +288,29 @@ pub async fn revoke(id: &str, reason: &str) -> ExitCode {
     }
 }
 
+pub async fn emergency(account: &str, reason: &str) -> ExitCode {
+    let client = match Client::from_env() {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let url = format!("{}/v1/emergency/revoke-policies", client.base);
+    match client
+        .send(
+            client
+                .http
+                .post(url)
+                .json(&serde_json::json!({ "account": account, "reason": reason })),
+        )
+        .await
+    {
+        Ok(v) => {
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
 fn fail(message: &str) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::from(1)

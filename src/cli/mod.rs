@@ -87,6 +87,9 @@ enum Command {
         #[arg(long)]
         reason: String,
     },
+    /// Emergency measures (admins; reads SASGATE_URL and SASGATE_TOKEN).
+    #[command(subcommand)]
+    Emergency(EmergencyCommand),
     /// List or show issuances (reads SASGATE_URL and SASGATE_TOKEN).
     #[command(subcommand)]
     Issuances(IssuancesCommand),
@@ -172,6 +175,18 @@ enum PolicyCommand {
         principal: String,
         #[command(flatten)]
         request: RequestArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EmergencyCommand {
+    /// Delete every stored access policy sasgate owns on every container of the account:
+    /// every policy-bound token stops within 30 seconds.
+    RevokePolicies {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        reason: String,
     },
 }
 
@@ -263,6 +278,9 @@ pub fn run() -> ExitCode {
         })),
         Command::Issuances(IssuancesCommand::Show { id }) => block_on(client::show(&id)),
         Command::Revoke { id, reason } => block_on(client::revoke(&id, &reason)),
+        Command::Emergency(EmergencyCommand::RevokePolicies { account, reason }) => {
+            block_on(client::emergency(&account, &reason))
+        }
         Command::Issuances(IssuancesCommand::Lookup { url }) => block_on(client::lookup(&url)),
     }
 }

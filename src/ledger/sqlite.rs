@@ -328,14 +328,6 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), LedgerError> {
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(fail)?;
     if writer {
-        if let Ok(v) = std::env::var("XP_PAGE_SIZE") {
-            conn.pragma_update(None, "page_size", v.parse::<i64>().unwrap_or(4096))
-                .map_err(fail)?;
-        }
-        if let Ok(v) = std::env::var("XP_AUTOCKPT") {
-            conn.pragma_update(None, "wal_autocheckpoint", v.parse::<i64>().unwrap_or(1000))
-                .map_err(fail)?;
-        }
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(fail)?;
@@ -365,9 +357,6 @@ fn open_writer(path: &Path, create: bool) -> Result<Connection, LedgerError> {
         .map_err(|e| unavailable(&format!("cannot open {}", path.display()), e))?;
     configure(&conn, true)?;
     migrate(&mut conn)?;
-    if let Ok(v) = std::env::var("XP_SQL") {
-        conn.execute_batch(&v).map_err(|e| unavailable("xp", e))?;
-    }
     Ok(conn)
 }
 
@@ -460,11 +449,7 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
         .iter()
         .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
     {
-        let xp = std::env::var("XP_SCHEMA")
-            .ok()
-            .and_then(|p| std::fs::read_to_string(p).ok());
-        tx.execute_batch(xp.as_deref().unwrap_or(m.sql))
-            .map_err(fail)?;
+        tx.execute_batch(m.sql).map_err(fail)?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![m.version, m.name, checksum(m.sql), saturating_ns(Utc::now())],
@@ -1014,8 +999,6 @@ impl Stored {
     }
 }
 
-/// Inserts a group in one transaction. A record that breaks a constraint (duplicate id or
-/// signature) fails alone: SQLite undoes only that statement. Any other error fails the group.
 /// Binds one record to the cached insert statement and runs it.
 fn execute_insert(
     stmt: &mut rusqlite::CachedStatement<'_>,
@@ -1061,6 +1044,8 @@ fn insert_issuance(tx: &rusqlite::Transaction<'_>, r: &IssuanceRecord) -> Result
     Ok(())
 }
 
+/// Inserts a group in one transaction. A record that breaks a constraint (duplicate id or
+/// signature) fails alone: SQLite undoes only that statement. Any other error fails the group.
 fn insert_group(
     conn: &mut Connection,
     records: &[&IssuanceRecord],
@@ -1736,118 +1721,5 @@ mod tests {
             decode_cursor(&encode_cursor(&record)).unwrap(),
             (-5, record.id.clone())
         );
-    }
-
-    #[test]
-    fn zz_plans() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn).unwrap();
-        let t0 = Utc::now();
-        let mut recs = Vec::new();
-        for i in 0..200_000i64 {
-            let mut r = super::super::conformance::sample_record(
-                &format!("user:{}", i % 50),
-                &format!("acct{}", i % 7),
-                t0 + chrono::Duration::milliseconds(i / 3),
-            )
-            .unwrap();
-            r.container = format!("c{}", i % 11);
-            if i % 13 == 0 {
-                r.status = StoredStatus::Revoked;
-            }
-            recs.push(r);
-        }
-        for chunk in recs.chunks(1000) {
-            let refs: Vec<&IssuanceRecord> = chunk.iter().collect();
-            insert_group(&mut conn, &refs, false).unwrap();
-        }
-        if std::env::var("ZZ_ANALYZE").is_ok() {
-            conn.execute_batch("ANALYZE").unwrap();
-        }
-        let now = t0 + chrono::Duration::seconds(30);
-        let p = Some("user:7".to_string());
-        let a = Some("acct3".to_string());
-        let c = Some("c4".to_string());
-        let since = Some(t0 + chrono::Duration::seconds(10));
-        let until = Some(t0 + chrono::Duration::seconds(50));
-        let filters = vec![
-            ListFilter::default(),
-            ListFilter {
-                principal: p.clone(),
-                ..Default::default()
-            },
-            ListFilter {
-                account: a.clone(),
-                ..Default::default()
-            },
-            ListFilter {
-                account: a.clone(),
-                container: c.clone(),
-                ..Default::default()
-            },
-            ListFilter {
-                container: c.clone(),
-                ..Default::default()
-            },
-            ListFilter {
-                principal: p.clone(),
-                account: a.clone(),
-                ..Default::default()
-            },
-            ListFilter {
-                status: Some(Status::Active),
-                ..Default::default()
-            },
-            ListFilter {
-                status: Some(Status::Revoked),
-                since,
-                until,
-                ..Default::default()
-            },
-            ListFilter {
-                principal: p.clone(),
-                status: Some(Status::Expired),
-                since,
-                ..Default::default()
-            },
-        ];
-        let cut = t0 + chrono::Duration::seconds(40);
-        for (k, f) in filters.iter().enumerate() {
-            for use_after in [false, true] {
-                let after = if use_after {
-                    Some((ns(cut).unwrap(), "iss_zzz".to_string()))
-                } else {
-                    None
-                };
-                let (sql, params) = list_query(f, now, 101, after);
-                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-                let plan: Vec<String> = stmt
-                    .query_map(rusqlite::params_from_iter(params.clone()), |r| {
-                        r.get::<_, String>(3)
-                    })
-                    .unwrap()
-                    .map(|r| r.unwrap())
-                    .collect();
-                let mut best = std::time::Duration::MAX;
-                let mut n = 0;
-                for _ in 0..7 {
-                    let started = std::time::Instant::now();
-                    let mut stmt = conn.prepare(&sql).unwrap();
-                    n = stmt
-                        .query_map(
-                            rusqlite::params_from_iter(params.clone()),
-                            issuance_from_row,
-                        )
-                        .unwrap()
-                        .count();
-                    best = best.min(started.elapsed());
-                }
-                eprintln!(
-                    "F{k} after={use_after} rows={n} {:?}\n    {}",
-                    best,
-                    plan.join(" | ")
-                );
-            }
-        }
     }
 }
