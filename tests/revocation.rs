@@ -332,3 +332,77 @@ async fn bulk_revocation_by_principal_and_the_emergency_stop() {
         .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn when_the_container_acl_cannot_take_a_policy_no_token_is_issued() {
+    let app = spawn_app().await;
+    let client = app.azurite.client();
+    let reports = ContainerName::parse("reports").unwrap();
+    // Five policies that are not sasgate's: no slot left (Azure's limit is 5).
+    let full: Vec<SignedIdentifier> = (1..=5)
+        .map(|i| SignedIdentifier {
+            id: format!("theirs-{i}"),
+            start: None,
+            expiry: None,
+            permission: Some("r".into()),
+        })
+        .collect();
+    client
+        .set_container_acl(
+            &reports,
+            &ContainerAcl {
+                identifiers: full.clone(),
+                public_access: None,
+                etag: None,
+            },
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let (status, problem) = app.mint(&app.alice, report("q1.pdf")).await;
+    assert_eq!(
+        (status, problem["code"].as_str().unwrap()),
+        (503, "stored_policy_unavailable"),
+        "{problem}"
+    );
+    assert!(problem.get("url").is_none() && problem["error_id"].as_str().is_some());
+    let page = app
+        .ledger
+        .list(&Default::default(), chrono::Utc::now(), 10, None)
+        .await
+        .unwrap();
+    assert!(page.items.is_empty(), "no issuance was recorded");
+    assert_eq!(
+        client
+            .get_container_acl(&reports)
+            .await
+            .unwrap()
+            .identifiers,
+        full,
+        "their policies are untouched"
+    );
+
+    // Through the CLI, an admin's revoke prints what happened.
+    client
+        .set_container_acl(&reports, &ContainerAcl::default(), None, None)
+        .await
+        .unwrap();
+    let (status, minted) = app.mint(&app.alice, report("q1.pdf")).await;
+    assert_eq!(status, 201);
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_sasgate"))
+        .args(["revoke", minted["id"].as_str().unwrap(), "--reason", "test"])
+        .env("SASGATE_URL", &app.address)
+        .env("SASGATE_TOKEN", &app.admin)
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && text.contains("stored_access_policy")
+            && text.contains("30 seconds"),
+        "{text}"
+    );
+    assert_eq!(app.download(minted["url"].as_str().unwrap()).await.0, 403);
+}
