@@ -406,3 +406,60 @@ async fn when_the_container_acl_cannot_take_a_policy_no_token_is_issued() {
     );
     assert_eq!(app.download(minted["url"].as_str().unwrap()).await.0, 403);
 }
+
+#[tokio::test]
+async fn generations_rotate_and_retire_once_nothing_bound_to_them_is_live() {
+    let app =
+        common::app::spawn_app_with(None, &[("SASGATE_STORED_POLICIES__ROTATION", "1s")]).await;
+    let client = app.azurite.client();
+    let reports = ContainerName::parse("reports").unwrap();
+    let si = |minted: &Value| {
+        sasgate::sas::parse::parse(minted["url"].as_str().unwrap())
+            .unwrap()
+            .param("si")
+            .unwrap()
+            .to_owned()
+    };
+    let owned = || async {
+        let acl = client.get_container_acl(&reports).await.unwrap();
+        acl.identifiers
+            .into_iter()
+            .map(|i| i.id)
+            .filter(|id| id.starts_with("sg-"))
+            .collect::<Vec<_>>()
+    };
+    // A one-second token in the first generation.
+    let (status, first) = app.mint(&app.alice, json!({"account": "devstoreaccount1", "container": "reports", "blob": "q1.pdf", "ttl": "1s"})).await;
+    assert_eq!(status, 201, "{first}");
+    let gen1 = si(&first);
+    // Let the token expire and the rotation period pass (waiting on the clock, not on a server).
+    let expires: chrono::DateTime<chrono::Utc> =
+        first["expires_on"].as_str().unwrap().parse().unwrap();
+    while chrono::Utc::now() <= expires + chrono::Duration::milliseconds(1100) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // The next mint makes generation 2 and retires generation 1: nothing bound to it is live.
+    let (status, second) = app.mint(&app.alice, report("q2.pdf")).await;
+    assert_eq!(status, 201, "{second}");
+    let gen2 = si(&second);
+    assert_ne!(gen2, gen1);
+    let ids = owned().await;
+    assert_eq!(
+        ids,
+        [gen2.clone()],
+        "generation 1 retired, generation 2 in place"
+    );
+    // Generation 2 holds a live 15-minute token: after the rotation period it still stays.
+    let after = chrono::Utc::now() + chrono::Duration::milliseconds(1100);
+    while chrono::Utc::now() <= after {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, third) = app.mint(&app.alice, report("q1.pdf")).await;
+    let ids = owned().await;
+    assert!(
+        ids.contains(&gen2) && ids.contains(&si(&third)) && ids.len() == 2,
+        "{ids:?}"
+    );
+    // A generation with a live token is kept however old it is.
+    assert_eq!(app.download(second["url"].as_str().unwrap()).await.0, 200);
+}

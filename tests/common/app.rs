@@ -182,10 +182,19 @@ pub async fn spawn_app_on(first: &TestApp) -> TestApp {
 
 /// As [`spawn_app`] with the ledger file at `ledger_path`.
 pub async fn spawn_app_with_ledger(ledger_path: Option<&Path>) -> TestApp {
+    spawn_app_with(ledger_path, &[]).await
+}
+
+/// As [`spawn_app`], with `SASGATE_…` overrides in `env` (e.g. a short policy rotation).
+pub async fn spawn_app_with(ledger_path: Option<&Path>, env: &[(&str, &str)]) -> TestApp {
     let azurite = Azurite::start(Tls::Https).await;
     seed(&azurite).await;
     let setup = write_setup(&azurite, ledger_path);
-    let config = Config::load_from(Some(&setup.config), &[]).unwrap_or_else(|e| panic!("{e}"));
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let config = Config::load_from(Some(&setup.config), &env).unwrap_or_else(|e| panic!("{e}"));
     let app = Application::build(config)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
