@@ -446,7 +446,7 @@ async fn generations_rotate_and_retire_once_nothing_bound_to_them_is_live() {
     let ids = owned().await;
     assert_eq!(
         ids,
-        [gen2.clone()],
+        std::slice::from_ref(&gen2),
         "generation 1 retired, generation 2 in place"
     );
     // Generation 2 holds a live 15-minute token: after the rotation period it still stays.
