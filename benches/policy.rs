@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+use support::measure;
+
 use std::fmt::Write as _;
 use std::hint::black_box;
 use std::time::Instant;
@@ -17,21 +20,6 @@ const ACCOUNTS: usize = 50;
 const USERS: usize = 3_000;
 const ROLES: usize = 200;
 const CONTAINERS: usize = 500;
-
-/// Median nanoseconds per call over `rounds` rounds of `iters` calls.
-fn measure(rounds: usize, iters: u32, mut f: impl FnMut()) -> f64 {
-    let mut per_call: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    per_call.sort_by(f64::total_cmp);
-    per_call[rounds / 2]
-}
 
 /// Rule `i`: a user and a role on one account, one or two containers (some globs), sometimes blob
 /// globs, a permission set and limits that vary, the way a large organisation's policy does.

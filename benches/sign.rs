@@ -4,6 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+use support::measure;
+
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
@@ -17,21 +20,6 @@ use sha2::Sha256;
 
 const KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
-
-/// Median nanoseconds per call over `rounds` rounds of `iters` calls.
-fn measure(rounds: usize, iters: u32, mut f: impl FnMut()) -> f64 {
-    let mut per_call: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_nanos() as f64 / f64::from(iters)
-        })
-        .collect();
-    per_call.sort_by(f64::total_cmp);
-    per_call[rounds / 2]
-}
 
 fn main() {
     let key = SigningKey::from_base64(KEY).unwrap();

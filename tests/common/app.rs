@@ -155,41 +155,18 @@ pub async fn spawn_app() -> TestApp {
 
 /// A second replica of `first`: its own process state, the same emulator and ledger file.
 pub async fn spawn_app_on(first: &TestApp) -> TestApp {
-    let config = first.dir.path().join("sasgate.toml");
-    let config = Config::load_from(Some(&config), &[]).unwrap_or_else(|e| panic!("{e}"));
-    let app = Application::build(config)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let address = format!("http://{}", app.local_addr().unwrap());
-    let ledger = app.ledger();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until(async move {
-        let _ = stopped.await;
-    }));
-    TestApp {
-        http: first.azurite.http_client(),
-        azurite: first.azurite.clone(),
-        address,
+    let setup = Setup {
         dir: tempfile::tempdir().unwrap(),
+        config: first.dir.path().join("sasgate.toml"),
         alice: first.alice.clone(),
         admin: first.admin.clone(),
         ci: first.ci.clone(),
-        ledger,
-        stop: Some(stop),
-        server: Some(server),
-    }
+    };
+    serve(first.azurite.clone(), setup, &[]).await
 }
 
-/// As [`spawn_app`] with the ledger file at `ledger_path`.
-pub async fn spawn_app_with_ledger(ledger_path: Option<&Path>) -> TestApp {
-    spawn_app_with(ledger_path, &[]).await
-}
-
-/// As [`spawn_app`], with `SASGATE_…` overrides in `env` (e.g. a short policy rotation).
-pub async fn spawn_app_with(ledger_path: Option<&Path>, env: &[(&str, &str)]) -> TestApp {
-    let azurite = Azurite::start(Tls::Https).await;
-    seed(&azurite).await;
-    let setup = write_setup(&azurite, ledger_path);
+/// Builds the application from `setup` (port 0) and serves it in the background.
+async fn serve(azurite: Arc<Azurite>, setup: Setup, env: &[(&str, &str)]) -> TestApp {
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -206,7 +183,7 @@ pub async fn spawn_app_with(ledger_path: Option<&Path>, env: &[(&str, &str)]) ->
     }));
     TestApp {
         http: azurite.http_client(),
-        azurite: Arc::new(azurite),
+        azurite,
         address,
         dir: setup.dir,
         alice: setup.alice,
@@ -216,6 +193,19 @@ pub async fn spawn_app_with(ledger_path: Option<&Path>, env: &[(&str, &str)]) ->
         stop: Some(stop),
         server: Some(server),
     }
+}
+
+/// As [`spawn_app`] with the ledger file at `ledger_path`.
+pub async fn spawn_app_with_ledger(ledger_path: Option<&Path>) -> TestApp {
+    spawn_app_with(ledger_path, &[]).await
+}
+
+/// As [`spawn_app`], with `SASGATE_…` overrides in `env` (e.g. a short policy rotation).
+pub async fn spawn_app_with(ledger_path: Option<&Path>, env: &[(&str, &str)]) -> TestApp {
+    let azurite = Azurite::start(Tls::Https).await;
+    seed(&azurite).await;
+    let setup = write_setup(&azurite, ledger_path);
+    serve(Arc::new(azurite), setup, env).await
 }
 
 impl TestApp {
