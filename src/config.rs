@@ -610,7 +610,10 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             if !ca.exists() {
                 err(
                     &format!("{key_prefix}.ca_file"),
-                    format!("{} does not exist (for the shipped configuration, `make run` creates it)", ca.display()),
+                    format!(
+                        "{} does not exist (for the shipped configuration, `make run` creates it)",
+                        ca.display()
+                    ),
                 );
             }
         }
