@@ -17,7 +17,6 @@ use crate::ledger::{
     GoneReason, IssuanceRecord, LedgerError, LinkRecord, RedeemOutcome, Redemption, RevocationMode,
     SigningMode, StoredStatus, new_id,
 };
-use crate::policy::{Decision, Subject};
 use crate::sas::ip::IpRange;
 use crate::sas::name::{BlobName, ContainerName};
 use crate::sas::perms::{Permissions, Resource};
@@ -70,21 +69,7 @@ impl Broker {
                 "uses: 1 to {MAX_USES}, or leave it out"
             )));
         }
-        let account = self.accounts.get(&req.account).ok_or_else(|| {
-            MintError::UnknownAccount(format!(
-                "no storage account '{}' is configured",
-                truncate(&req.account, 64)
-            ))
-        })?;
-        let subject = Subject {
-            name: principal.name.clone(),
-            roles: principal.roles.clone(),
-            oidc: None,
-        };
-        let grant = match self.policy.decide(&subject, req) {
-            Decision::Allow(g) => g,
-            Decision::Deny(d) => return Err(MintError::Denied(d)),
-        };
+        let (account, grant) = self.authorize(principal, req)?;
         let mut code_bytes = [0u8; 32];
         getrandom::fill(&mut code_bytes).map_err(|e| {
             MintError::Ledger(LedgerError::Unavailable(format!("no randomness: {e}")))

@@ -14,7 +14,7 @@ use crate::ledger::{
     DenialRecord, IssuanceRecord, Ledger, LedgerError, RevocationMode, SigningMode, StoredStatus,
     new_id,
 };
-use crate::policy::{AccessRequest, Decision, Denial, PolicySet, Subject, parse_duration};
+use crate::policy::{AccessRequest, Decision, Denial, Grant, PolicySet, Subject, parse_duration};
 use crate::sas::ip::IpRange;
 use crate::sas::name::{BlobName, ContainerName};
 use crate::sas::perms::{Permissions, Resource};
@@ -335,13 +335,13 @@ impl Broker {
             .await;
     }
 
-    async fn mint_parsed(
+    /// The account and the policy grant for `req`: the first two steps shared by tokens and
+    /// links.
+    pub(super) fn authorize(
         &self,
         principal: &Principal,
         req: &MintRequest,
-        now: DateTime<Utc>,
-        client_addr: Option<String>,
-    ) -> Result<Minted, MintError> {
+    ) -> Result<(&Account, Grant), MintError> {
         let account = self.accounts.get(&req.account).ok_or_else(|| {
             MintError::UnknownAccount(format!(
                 "no storage account '{}' is configured; ask an admin which accounts sasgate serves",
@@ -353,10 +353,20 @@ impl Broker {
             roles: principal.roles.clone(),
             oidc: None,
         };
-        let grant = match self.policy.decide(&subject, req) {
-            Decision::Allow(g) => g,
-            Decision::Deny(d) => return Err(MintError::Denied(d)),
-        };
+        match self.policy.decide(&subject, req) {
+            Decision::Allow(g) => Ok((account, g)),
+            Decision::Deny(d) => Err(MintError::Denied(d)),
+        }
+    }
+
+    async fn mint_parsed(
+        &self,
+        principal: &Principal,
+        req: &MintRequest,
+        now: DateTime<Utc>,
+        client_addr: Option<String>,
+    ) -> Result<Minted, MintError> {
+        let (account, grant) = self.authorize(principal, req)?;
         if grant.revocation == RevocationMode::LinkOnly {
             return Err(MintError::LinkRequired(format!(
                 "rule '{}' hands out broker links only, so that access can be cut at once; POST the same body to /v1/links",
