@@ -69,6 +69,41 @@ impl Drop for SigningKey {
     }
 }
 
+/// A secret text: a client secret, a federated token, an access token. Only [`Secret::expose`]
+/// gives the text, for the one place that sends it; `Debug` shows a placeholder and the memory is
+/// wiped on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `text`, trimmed of surrounding whitespace (as left by a file or a variable).
+    pub fn new(text: &str) -> Self {
+        Self(text.trim().to_owned())
+    }
+
+    /// The secret text, to be sent where it belongs and nowhere else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// True when the text is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Drop for Secret {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +117,15 @@ mod tests {
         let shown = format!("{key:?} {key:#?}");
         assert!(!shown.contains("Eby8"));
         assert!(shown.contains("redacted"));
+    }
+
+    #[test]
+    fn secret_text_is_redacted_and_trimmed() {
+        let s = Secret::new("  client-secret-value\n");
+        assert_eq!(s.expose(), "client-secret-value");
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains("client-secret"));
+        assert!(Secret::new(" ").is_empty());
     }
 
     #[test]

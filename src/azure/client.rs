@@ -75,7 +75,8 @@ pub struct ContainerAcl {
 pub struct BlobServiceClient {
     account: String,
     endpoint: Url,
-    key: SigningKey,
+    /// `None` for an account that signs only with Entra ID: Shared Key calls are refused.
+    key: Option<SigningKey>,
     http: reqwest::Client,
 }
 
@@ -98,6 +99,26 @@ impl BlobServiceClient {
         endpoint: Url,
         ca_pem_file: Option<&Path>,
         key: SigningKey,
+    ) -> Result<Self, AzureError> {
+        Self::build(account, endpoint, ca_pem_file, Some(key))
+    }
+
+    /// A client for an account configured without a key: only calls authorized with a bearer
+    /// token ([`Self::get_user_delegation_key`]) work; Shared Key calls fail with
+    /// [`AzureError::InvalidInput`].
+    pub fn keyless(
+        account: &str,
+        endpoint: Url,
+        ca_pem_file: Option<&Path>,
+    ) -> Result<Self, AzureError> {
+        Self::build(account, endpoint, ca_pem_file, None)
+    }
+
+    fn build(
+        account: &str,
+        endpoint: Url,
+        ca_pem_file: Option<&Path>,
+        key: Option<SigningKey>,
     ) -> Result<Self, AzureError> {
         if account.is_empty() {
             return Err(AzureError::Config("the account name is empty".into()));
@@ -587,7 +608,10 @@ impl BlobServiceClient {
         let mut authorization = match auth {
             Auth::SharedKey => HeaderValue::from_str(&shared_key::authorization(
                 &self.account,
-                &self.key,
+                self.key.as_ref().ok_or_else(|| AzureError::InvalidInput {
+                    operation,
+                    reason: "this account has no key configured (it signs with Microsoft Entra ID); the call needs Shared Key".into(),
+                })?,
                 &method,
                 &url,
                 &headers,

@@ -86,7 +86,7 @@ impl AzureError {
 }
 
 /// The error and its causes, `a: b: c` (a TLS or DNS failure is only named deep in the chain).
-fn chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut next = e.source();
     while let Some(cause) = next {

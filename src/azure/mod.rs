@@ -4,7 +4,9 @@
 //! container ACLs, user delegation keys); [`shared_key`] computes the Shared Key `Authorization`
 //! header as pure functions. Errors are [`AzureError`], which never carries a secret.
 
+pub mod arm;
 mod client;
+pub mod entra;
 mod error;
 pub mod shared_key;
 mod xml;
