@@ -11,8 +11,13 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState, Inner};
 use crate::azure::BlobServiceClient;
 use crate::broker::{Broker, StoredPolicies};
-use crate::config::Config;
+use std::collections::BTreeMap;
+
+use crate::azure::entra::EntraCredential;
+use crate::broker::DelegationKeys;
+use crate::config::{Account, Config};
 use crate::ledger::Ledger;
+use crate::ledger::RevocationMode;
 use crate::ledger::sqlite::{SqliteLedger, SqliteOptions};
 use crate::policy::{PolicyLimits, PolicySet};
 
@@ -69,6 +74,26 @@ pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
             )
         })
         .collect();
+    // Azure binds only a service SAS (signed with the account key) to a stored access policy.
+    let keyless: Vec<String> = set
+        .rules()
+        .iter()
+        .filter(|r| r.revocation() == RevocationMode::StoredAccessPolicy)
+        .filter(|r| {
+            config
+                .accounts
+                .get(r.account())
+                .is_some_and(|a| a.key.is_none())
+        })
+        .map(|r| {
+            format!(
+                "  - rule {}: revocation = \"stored_access_policy\" needs the account key of '{}' (Azure binds only service SAS to a stored policy); use expiry_only or link_only on an account that signs with Entra ID",
+                r.id(),
+                r.account()
+            )
+        })
+        .collect();
+    let unknown_accounts: Vec<String> = unknown_accounts.into_iter().chain(keyless).collect();
     if !unknown_accounts.is_empty() {
         return Err(StartupError::Policy {
             dir,
@@ -86,16 +111,65 @@ fn clients(
         .accounts
         .iter()
         .map(|(name, a)| {
-            BlobServiceClient::new(
-                name,
-                a.blob_endpoint.clone(),
-                a.ca_file.as_deref(),
-                a.key.clone(),
-            )
-            .map(|c| (name.clone(), c))
-            .map_err(|e| StartupError::Account(format!("{name}: {e}")))
+            client_for(a)
+                .map(|c| (name.clone(), c))
+                .map_err(|e| StartupError::Account(format!("{name}: {e}")))
         })
         .collect()
+}
+
+/// The Blob service client of an account: Shared Key if it has a key, bearer-only otherwise.
+pub fn client_for(a: &Account) -> Result<BlobServiceClient, crate::azure::AzureError> {
+    match &a.key {
+        Some(key) => BlobServiceClient::new(
+            a.name.as_str(),
+            a.blob_endpoint.clone(),
+            a.ca_file.as_deref(),
+            key.clone(),
+        ),
+        None => BlobServiceClient::keyless(
+            a.name.as_str(),
+            a.blob_endpoint.clone(),
+            a.ca_file.as_deref(),
+        ),
+    }
+}
+
+/// The user delegation keys of every account that signs with Entra ID.
+pub fn delegation_keys(
+    config: &Config,
+) -> Result<BTreeMap<String, Arc<DelegationKeys>>, StartupError> {
+    let mut out = BTreeMap::new();
+    for (name, a) in &config.accounts {
+        let Some(d) = &a.delegation else { continue };
+        let fail = |e: &dyn std::fmt::Display| StartupError::Account(format!("{name}: {e}"));
+        let ca = match &d.ca_file {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                StartupError::Account(format!(
+                    "{name}: cannot read entra.ca_file {}: {}",
+                    path.display(),
+                    e.kind()
+                ))
+            })?),
+            None => None,
+        };
+        let credential =
+            EntraCredential::new(d.credential.clone(), d.authority.clone(), ca.as_deref())
+                .map_err(|e| fail(&e))?;
+        let client = client_for(a).map_err(|e| fail(&e))?;
+        out.insert(
+            name.clone(),
+            Arc::new(DelegationKeys::new(
+                name,
+                client,
+                Arc::new(credential),
+                d.clone(),
+                config.max_ttl,
+                config.start_backdate,
+            )),
+        );
+    }
+    Ok(out)
 }
 
 impl Application {
@@ -120,6 +194,16 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let delegation = delegation_keys(&config)?;
+        // Obtain the first user delegation keys now rather than on the first mint; a failure is
+        // logged and retried by the first mint that needs a key.
+        for keys in delegation.values() {
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                let now = chrono::Utc::now();
+                let _ = keys.key(now, now).await;
+            });
+        }
         let state = AppState(Arc::new(Inner {
             broker: Broker {
                 clients: clients(&config)?,
@@ -129,6 +213,7 @@ impl Application {
                 start_backdate: config.start_backdate,
                 stored: StoredPolicies::new(config.policy_rotation),
                 public_url: config.public_url.clone(),
+                delegation: delegation.clone(),
             },
             principals: config.principals.clone(),
             ledger: ledger.clone(),

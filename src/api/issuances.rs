@@ -141,18 +141,12 @@ pub async fn lookup(
     Caller(caller): Caller,
     body: Result<Json<LookupBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<LookupResponse>, Problem> {
-    if !caller.is_admin() {
-        return Err(Problem::new(
-            Code::Forbidden,
-            "looking up issuances needs the admin role",
-        ));
-    }
-    let Json(body) = body.map_err(|_| {
-        Problem::new(
-            Code::InvalidRequest,
-            "send {\"url\": \"<the SAS URL or query string>\"}",
-        )
-    })?;
+    let body = admin_body(
+        &caller,
+        "looking up issuances needs the admin role",
+        body,
+        "send {\"url\": \"<the SAS URL or query string>\"}",
+    )?;
     let hash = match link_code(&body.url) {
         // A leaked broker link: its code's hash is the issuance's signature hash.
         Some(code) => crate::sas::sign::hex_sha256(code.as_bytes()),
@@ -215,24 +209,33 @@ pub async fn revoke(
     Path(id): Path<String>,
     body: Result<Json<RevokeBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::broker::RevokeOutcome>, Problem> {
-    if !caller.is_admin() {
-        return Err(Problem::new(
-            Code::Forbidden,
-            "revoking needs the admin role",
-        ));
-    }
-    let Json(body) = body.map_err(|_| {
-        Problem::new(
-            Code::InvalidRequest,
-            "send {\"reason\": \"why it is revoked\"}",
-        )
-    })?;
+    let body = admin_body(
+        &caller,
+        "revoking needs the admin role",
+        body,
+        "send {\"reason\": \"why it is revoked\"}",
+    )?;
     state
         .broker
         .revoke(&id, &caller, &body.reason, Utc::now())
         .await
         .map(Json)
         .map_err(revoke_problem)
+}
+
+/// The admin check and the JSON body shared by the admin POSTs: 403 with `forbidden` if the
+/// caller is not an admin, 400 with `usage` if the body is not the expected JSON.
+fn admin_body<T>(
+    caller: &crate::auth::Principal,
+    forbidden: &str,
+    body: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    usage: &str,
+) -> Result<T, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::new(Code::Forbidden, forbidden));
+    }
+    body.map(|Json(b)| b)
+        .map_err(|_| Problem::new(Code::InvalidRequest, usage))
 }
 
 fn revoke_problem(e: crate::broker::RevokeError) -> Problem {
@@ -246,7 +249,33 @@ fn revoke_problem(e: crate::broker::RevokeError) -> Problem {
             p
         }
         RevokeError::Ledger(e) => Problem::server(Code::LedgerUnavailable, &e),
+        e @ RevokeError::Azure(_) => {
+            let mut p = Problem::server(Code::AzureUnavailable, &e);
+            p.detail = "Azure Resource Manager did not revoke the user delegation keys, so nothing is revoked; retry, and quote the error id if it persists (the log says why: permission, endpoint or Entra ID)".into();
+            p
+        }
     }
+}
+
+/// The emergency stop for user delegation SAS (admins): revokes every user delegation key of
+/// the account in Azure and records it.
+pub async fn emergency_keys(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+    body: Result<Json<EmergencyBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::broker::KeyStopOutcome>, Problem> {
+    let b = admin_body(
+        &caller,
+        "the emergency stop needs the admin role",
+        body,
+        "send {\"account\": \"…\", \"reason\": \"…\"}",
+    )?;
+    state
+        .broker
+        .emergency_revoke_delegation_keys(&b.account, &caller, &b.reason, Utc::now())
+        .await
+        .map(Json)
+        .map_err(revoke_problem)
 }
 
 /// Body of `POST /v1/revocations`.
@@ -266,18 +295,12 @@ pub async fn revoke_bulk(
     Caller(caller): Caller,
     body: Result<Json<BulkBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::broker::BulkOutcome>, Problem> {
-    if !caller.is_admin() {
-        return Err(Problem::new(
-            Code::Forbidden,
-            "revoking needs the admin role",
-        ));
-    }
-    let Json(b) = body.map_err(|_| {
-        Problem::new(
-            Code::InvalidRequest,
-            "send {\"reason\": \"…\"} with at least one of principal, account, container, rule",
-        )
-    })?;
+    let b = admin_body(
+        &caller,
+        "revoking needs the admin role",
+        body,
+        "send {\"reason\": \"…\"} with at least one of principal, account, container, rule",
+    )?;
     let filter = crate::broker::BulkFilter {
         principal: b.principal,
         account: b.account,
@@ -307,18 +330,12 @@ pub async fn emergency(
     Caller(caller): Caller,
     body: Result<Json<EmergencyBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::broker::EmergencyOutcome>, Problem> {
-    if !caller.is_admin() {
-        return Err(Problem::new(
-            Code::Forbidden,
-            "the emergency stop needs the admin role",
-        ));
-    }
-    let Json(b) = body.map_err(|_| {
-        Problem::new(
-            Code::InvalidRequest,
-            "send {\"account\": \"…\", \"reason\": \"…\"}",
-        )
-    })?;
+    let b = admin_body(
+        &caller,
+        "the emergency stop needs the admin role",
+        body,
+        "send {\"account\": \"…\", \"reason\": \"…\"}",
+    )?;
     if b.reason.trim().is_empty() {
         return Err(Problem::new(Code::InvalidRequest, "give a reason"));
     }

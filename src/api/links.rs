@@ -121,6 +121,6 @@ pub async fn redeem(
             Problem::new(Code::LinkGone, detail).into_response()
         }
         Ok(None) => Problem::new(Code::NotFound, "no such link").into_response(),
-        Err(e) => Problem::server(Code::LedgerUnavailable, &e).into_response(),
+        Err(e) => super::tokens::problem_of(e).into_response(),
     }
 }

@@ -107,6 +107,10 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
         .route("/v1/issuances/{id}/revoke", post(issuances::revoke))
         .route("/v1/revocations", post(issuances::revoke_bulk))
         .route("/v1/emergency/revoke-policies", post(issuances::emergency))
+        .route(
+            "/v1/emergency/revoke-delegation-keys",
+            post(issuances::emergency_keys),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(|| async {

@@ -29,6 +29,8 @@ pub enum Code {
     LinkRequired,
     LinkGone,
     StoredPolicyUnavailable,
+    SigningUnavailable,
+    AzureUnavailable,
     Internal,
 }
 
@@ -54,6 +56,8 @@ impl Code {
             Code::LinkRequired => "link_required",
             Code::LinkGone => "link_gone",
             Code::StoredPolicyUnavailable => "stored_policy_unavailable",
+            Code::SigningUnavailable => "signing_unavailable",
+            Code::AzureUnavailable => "azure_unavailable",
             Code::Internal => "internal",
         }
     }
@@ -76,9 +80,10 @@ impl Code {
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::LinkGone => StatusCode::GONE,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Code::LedgerUnavailable | Code::StoredPolicyUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Code::LedgerUnavailable
+            | Code::StoredPolicyUnavailable
+            | Code::SigningUnavailable
+            | Code::AzureUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -103,6 +108,8 @@ impl Code {
             Code::LinkRequired => "This rule issues broker links",
             Code::LinkGone => "Link no longer valid",
             Code::StoredPolicyUnavailable => "Stored access policy unavailable",
+            Code::SigningUnavailable => "Signing key unavailable",
+            Code::AzureUnavailable => "Azure unavailable",
             Code::Internal => "Internal error",
         }
     }
@@ -156,6 +163,9 @@ impl Problem {
         if code == Code::StoredPolicyUnavailable {
             p.detail = "the token's stored access policy could not be set on the container, so no token was issued; retry later and quote the error id if it persists".into();
         }
+        if code == Code::SigningUnavailable {
+            p.detail = "no user delegation key could be obtained from Microsoft Entra ID and Azure Storage, so no token was issued; retry in a few seconds and quote the error id if it persists".into();
+        }
         if code == Code::LedgerUnavailable {
             p.detail = "the issuance ledger cannot record issuances right now, so no token was issued; retry later and quote the error id if it persists".into();
         }
@@ -188,6 +198,10 @@ impl IntoResponse for Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 here is a dependency that recovers without a restart.
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+        }
         if status == StatusCode::UNAUTHORIZED {
             headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }

@@ -70,5 +70,6 @@ pub fn problem_of(e: MintError) -> Problem {
         MintError::Ledger(l) => Problem::server(Code::LedgerUnavailable, &l),
         MintError::LinkRequired(m) => Problem::new(Code::LinkRequired, m),
         MintError::StoredPolicy(p) => Problem::server(Code::StoredPolicyUnavailable, &p),
+        MintError::SigningUnavailable(m) => Problem::server(Code::SigningUnavailable, &m),
     }
 }

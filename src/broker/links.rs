@@ -15,12 +15,12 @@ use super::revoke::LINK_SAS_TTL;
 use crate::auth::Principal;
 use crate::ledger::{
     GoneReason, IssuanceRecord, LedgerError, LinkRecord, RedeemOutcome, Redemption, RevocationMode,
-    SigningMode, StoredStatus, new_id,
+    StoredStatus, new_id,
 };
 use crate::sas::ip::IpRange;
 use crate::sas::name::{BlobName, ContainerName};
 use crate::sas::perms::{Permissions, Resource};
-use crate::sas::sign::{BlobSas, Protocol, ResponseOverrides, Target, hex_sha256, sign_service};
+use crate::sas::sign::{BlobSas, Protocol, ResponseOverrides, Target, hex_sha256};
 
 /// The most uses a link may be given.
 pub const MAX_USES: u32 = 1000;
@@ -101,7 +101,9 @@ impl Broker {
             version: account.sas_version.to_string(),
             rule: grant.rule_id.clone(),
             reason: req.reason.clone(),
-            signing_mode: SigningMode::AccountKey,
+            // How its redemptions are signed: the emergency stop for user delegation keys
+            // revokes the link too, or it would mint new tokens at once.
+            signing_mode: account.signing,
             revocation: RevocationMode::LinkOnly,
             policy_id: None,
             signature_sha256: code_sha256.clone(),
@@ -109,6 +111,8 @@ impl Broker {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            key_oid: None,
+            key_tid: None,
         };
         let link = LinkRecord {
             issuance_id: id.clone(),
@@ -144,7 +148,7 @@ impl Broker {
         now: DateTime<Utc>,
         client_addr: Option<String>,
         user_agent: Option<String>,
-    ) -> Result<Option<Redeemed>, LedgerError> {
+    ) -> Result<Option<Redeemed>, MintError> {
         let code_sha256 = hex_sha256(code.as_bytes());
         let Some(record) = self.ledger.find_by_signature(&code_sha256).await? else {
             return Ok(None);
@@ -159,10 +163,10 @@ impl Broker {
             return Ok(Some(Redeemed::Gone(GoneReason::Expired)));
         }
         let Some(account) = self.accounts.get(&record.account) else {
-            return Err(LedgerError::Unavailable(format!(
+            return Err(MintError::Ledger(LedgerError::Unavailable(format!(
                 "the link's account {} is no longer configured",
                 record.account
-            )));
+            ))));
         };
         let bad =
             |what: &str| LedgerError::Unavailable(format!("the link's recorded {what} is invalid"));
@@ -193,10 +197,19 @@ impl Broker {
             overrides: ResponseOverrides::default(),
             version: account.sas_version,
         };
-        let token = sign_service(&sas, None, &account.key)
-            .map_err(|e| LedgerError::Unavailable(format!("signing: {e}")))?;
+        let redemption_id = new_id("red_", now)?;
+        let token = self
+            .sign(account, &sas, None, &redemption_id, now)
+            .await
+            .map_err(|e| match e {
+                MintError::Sign(e) => {
+                    MintError::Ledger(LedgerError::Unavailable(format!("signing: {e}")))
+                }
+                other => other,
+            })?
+            .token;
         let redemption = Redemption {
-            id: new_id("red_", now)?,
+            id: redemption_id,
             issuance_id: String::new(),
             at: now,
             client_addr,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
+use super::delegation::DelegationKeys;
 use crate::auth::Principal;
 use crate::azure::BlobServiceClient;
 use crate::broker::{PolicyError, StoredPolicies};
@@ -18,7 +19,10 @@ use crate::policy::{AccessRequest, Decision, Denial, Grant, PolicySet, Subject, 
 use crate::sas::ip::IpRange;
 use crate::sas::name::{BlobName, ContainerName};
 use crate::sas::perms::{Permissions, Resource};
-use crate::sas::sign::{BlobSas, Protocol, ResponseOverrides, SignError, Target, sign_service};
+use crate::sas::sign::{
+    BlobSas, DelegationFields, Protocol, ResponseOverrides, SasToken, SignError, Target,
+    sign_service, sign_user_delegation,
+};
 
 /// The fields a mint request may carry. Anything else is refused.
 const FIELDS: &[&str] = &[
@@ -66,6 +70,10 @@ pub enum MintError {
     LinkRequired(String),
     #[error("{0}")]
     StoredPolicy(#[from] PolicyError),
+    /// No key to sign with right now (Entra ID or Get User Delegation Key failed). For the log
+    /// only; callers see `signing_unavailable` and an error id.
+    #[error("{0}")]
+    SigningUnavailable(String),
 }
 
 impl MintError {
@@ -80,6 +88,7 @@ impl MintError {
             MintError::Ledger(_) => "ledger_unavailable",
             MintError::LinkRequired(_) => "link_required",
             MintError::StoredPolicy(_) => "stored_policy_unavailable",
+            MintError::SigningUnavailable(_) => "signing_unavailable",
         }
     }
 }
@@ -273,6 +282,17 @@ pub struct Broker {
     pub stored: StoredPolicies,
     /// Base of broker links (`<public_url>/l/<code>`).
     pub public_url: url::Url,
+    /// User delegation keys of the accounts that sign with Entra ID.
+    pub delegation: BTreeMap<String, Arc<DelegationKeys>>,
+}
+
+/// A signed token and how it was signed, for the record.
+pub(super) struct Signed {
+    pub token: SasToken,
+    pub mode: SigningMode,
+    /// `skoid`/`sktid` of the user delegation key.
+    pub key_oid: Option<String>,
+    pub key_tid: Option<String>,
 }
 
 impl Broker {
@@ -295,7 +315,12 @@ impl Broker {
         match result {
             Ok(m) => Ok(m),
             Err((e, req)) => {
-                if !matches!(e, MintError::Ledger(_) | MintError::StoredPolicy(_)) {
+                if !matches!(
+                    e,
+                    MintError::Ledger(_)
+                        | MintError::StoredPolicy(_)
+                        | MintError::SigningUnavailable(_)
+                ) {
                     self.deny(Some(principal), &e, req.as_ref(), now, client_addr)
                         .await;
                 }
@@ -420,8 +445,11 @@ impl Broker {
             overrides: ResponseOverrides::default(),
             version: account.sas_version,
         };
-        let token = sign_service(&sas, policy_id.as_deref(), &account.key)?;
         let id = new_id("iss_", now)?;
+        let signed = self
+            .sign(account, &sas, policy_id.as_deref(), &id, now)
+            .await?;
+        let token = signed.token;
         let record = IssuanceRecord {
             id: id.clone(),
             issued_at: now,
@@ -440,7 +468,7 @@ impl Broker {
             version: token.param("sv").unwrap_or("").to_owned(),
             rule: grant.rule_id.clone(),
             reason: req.reason.clone(),
-            signing_mode: SigningMode::AccountKey,
+            signing_mode: signed.mode,
             revocation: grant.revocation,
             policy_id,
             signature_sha256: token.signature_sha256(),
@@ -448,6 +476,8 @@ impl Broker {
             revoked_at: None,
             revoked_by: None,
             revoke_reason: None,
+            key_oid: signed.key_oid,
+            key_tid: signed.key_tid,
         };
         // Fail closed: the token exists only in this function until the record is durable.
         self.ledger.append(record).await?;
@@ -466,6 +496,59 @@ impl Broker {
             expires_on: token_time(expires_on),
             rule: grant.rule_id,
             revocation: grant.revocation,
+        })
+    }
+}
+
+impl Broker {
+    /// Signs `sas` the way its account and revocation mode require: with the account key when
+    /// it is bound to a stored access policy or the account signs with its key, else with the
+    /// account's current user delegation key (`scid` = `issuance_id` unless switched off).
+    pub(super) async fn sign(
+        &self,
+        account: &Account,
+        sas: &BlobSas,
+        policy_id: Option<&str>,
+        issuance_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Signed, MintError> {
+        if policy_id.is_some() || account.signing == SigningMode::AccountKey {
+            let key = account.key.as_ref().ok_or_else(|| {
+                MintError::SigningUnavailable(format!(
+                    "account {} has no account key, which a service SAS needs",
+                    account.name
+                ))
+            })?;
+            return Ok(Signed {
+                token: sign_service(sas, policy_id, key)?,
+                mode: SigningMode::AccountKey,
+                key_oid: None,
+                key_tid: None,
+            });
+        }
+        let keys = self.delegation.get(account.name.as_str()).ok_or_else(|| {
+            MintError::SigningUnavailable(format!(
+                "account {} has no Entra identity configured",
+                account.name
+            ))
+        })?;
+        let until = sas.expiry.ok_or(SignError::MissingExpiry)?;
+        let key = keys
+            .key(now, until)
+            .await
+            .map_err(|e| MintError::SigningUnavailable(format!("account {}: {e}", account.name)))?;
+        let extra = DelegationFields {
+            correlation_id: keys
+                .settings()
+                .correlation_id
+                .then(|| issuance_id.to_owned()),
+            ..DelegationFields::default()
+        };
+        Ok(Signed {
+            token: sign_user_delegation(sas, &extra, &key.key)?,
+            mode: SigningMode::UserDelegation,
+            key_oid: Some(key.key.signed_oid.clone()),
+            key_tid: Some(key.key.signed_tid.clone()),
         })
     }
 }

@@ -2,11 +2,15 @@
 //! and record durably before the token is returned.
 mod mint;
 
+pub mod delegation;
+
+pub use delegation::{DelegationError, DelegationKeys};
 pub use links::{CreatedLink, MAX_USES, Redeemed};
 pub use mint::{Broker, FromJson, MintError, MintRequest, Minted, parse_ttl};
 pub use policies::{OWNED_PREFIX, PolicyError, StoredPolicies};
 pub use revoke::{
-    BulkFilter, BulkOutcome, Collateral, EmergencyOutcome, RevokeError, RevokeOutcome,
+    BulkFilter, BulkOutcome, Collateral, EmergencyOutcome, KeyStopOutcome, RevokeError,
+    RevokeOutcome,
 };
 mod links;
 mod policies;

@@ -51,6 +51,9 @@ pub enum RevokeError {
     Policy(#[from] PolicyError),
     #[error("{0}")]
     Ledger(#[from] LedgerError),
+    /// Azure Resource Manager refused or could not be reached: nothing was revoked.
+    #[error("the user delegation keys were NOT revoked: {0}")]
+    Azure(String),
 }
 
 impl Broker {
@@ -183,6 +186,17 @@ pub struct EmergencyOutcome {
 }
 
 /// What a bulk revocation did.
+/// The account-wide emergency stop for user delegation SAS.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyStopOutcome {
+    /// The ledger's record of the stop (`krv_…`).
+    pub id: String,
+    pub account: String,
+    /// Issuances (user delegation SAS and the broker links that mint them) marked revoked.
+    pub revoked_issuances: Vec<String>,
+    pub takes_effect: String,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct BulkOutcome {
     /// One entry per issuance revoked by this call (collateral included in its entry).
@@ -245,6 +259,62 @@ impl Broker {
     }
 
     /// Revokes every active issuance matching `filter` (at least one filter is required).
+    /// Revokes every user delegation key of `account` through Azure Resource Manager, which
+    /// ends every user delegation SAS of the account (sasgate's and any other), then records the
+    /// stop and marks the account's user delegation issuances revoked in one commit. New tokens
+    /// are signed with a fresh key. If ARM refuses, nothing is recorded as revoked.
+    pub async fn emergency_revoke_delegation_keys(
+        &self,
+        account: &str,
+        by: &Principal,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<KeyStopOutcome, RevokeError> {
+        let reason = reason.trim();
+        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
+        {
+            return Err(RevokeError::InvalidRequest(
+                "give a reason of 1 to 500 characters, without control characters".into(),
+            ));
+        }
+        let keys = self.delegation.get(account).ok_or_else(|| {
+            RevokeError::InvalidRequest(format!(
+                "account '{}' does not sign with Microsoft Entra ID (no [accounts.entra]); its tokens are service SAS: use revoke-policies or rotate the account key",
+                super::mint::truncate(account, 64)
+            ))
+        })?;
+        if keys.settings().resource_id.is_none() {
+            return Err(RevokeError::InvalidRequest(format!(
+                "account '{account}' has no entra.resource_id; set it to the storage account's Azure resource id to enable this stop"
+            )));
+        }
+        keys.revoke_all(now)
+            .await
+            .map_err(|e| RevokeError::Azure(e.to_string()))?;
+        tracing::warn!(account = %account, by = %by.name, "emergency stop: every user delegation key of the account was revoked in Azure");
+        let (stop, revoked) = self
+            .ledger
+            .revoke_delegation_keys(crate::ledger::KeyRevocation {
+                id: crate::ledger::new_id("krv_", now)?,
+                at: now,
+                account: account.to_owned(),
+                revoked_by: by.ledger_name(),
+                reason: reason.to_owned(),
+                revoked_issuances: 0,
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(account = %account, error = %e, "the user delegation keys WERE revoked in Azure, but the ledger could not record it; retry the stop to record it");
+                RevokeError::Ledger(e)
+            })?;
+        Ok(KeyStopOutcome {
+            id: stop.id,
+            account: account.to_owned(),
+            revoked_issuances: revoked.into_iter().map(|r| r.id).collect(),
+            takes_effect: "Azure revoked every user delegation key of the account: every user delegation SAS signed with them (sasgate's or anyone's) stops once Azure's caches expire (Azure documents a delay). Broker links of this account were revoked too. New tokens are signed with a new key.".into(),
+        })
+    }
+
     pub async fn revoke_matching(
         &self,
         filter: &BulkFilter,

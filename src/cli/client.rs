@@ -288,12 +288,13 @@ pub async fn revoke(id: &str, reason: &str) -> ExitCode {
     }
 }
 
-pub async fn emergency(account: &str, reason: &str) -> ExitCode {
+/// `POST /v1/emergency/<action>` (`revoke-policies` or `revoke-delegation-keys`).
+pub async fn emergency(action: &str, account: &str, reason: &str) -> ExitCode {
     let client = match Client::from_env() {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let url = format!("{}/v1/emergency/revoke-policies", client.base);
+    let url = format!("{}/v1/emergency/{action}", client.base);
     match client
         .send(
             client

@@ -188,6 +188,14 @@ enum EmergencyCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Revoke every user delegation key of the account through Azure Resource Manager: every
+    /// user delegation SAS of the account stops (after Azure's cache delay).
+    RevokeDelegationKeys {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -279,8 +287,11 @@ pub fn run() -> ExitCode {
         Command::Issuances(IssuancesCommand::Show { id }) => block_on(client::show(&id)),
         Command::Revoke { id, reason } => block_on(client::revoke(&id, &reason)),
         Command::Emergency(EmergencyCommand::RevokePolicies { account, reason }) => {
-            block_on(client::emergency(&account, &reason))
+            block_on(client::emergency("revoke-policies", &account, &reason))
         }
+        Command::Emergency(EmergencyCommand::RevokeDelegationKeys { account, reason }) => block_on(
+            client::emergency("revoke-delegation-keys", &account, &reason),
+        ),
         Command::Issuances(IssuancesCommand::Lookup { url }) => block_on(client::lookup(&url)),
     }
 }

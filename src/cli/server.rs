@@ -150,7 +150,6 @@ pub fn policy_explain(
 /// every configured account whose endpoint is on this machine (an emulator). Never touches a
 /// remote account.
 pub async fn dev_seed(config_path: Option<&Path>) -> ExitCode {
-    use crate::azure::BlobServiceClient;
     use crate::sas::name::{BlobName, ContainerName};
     let config = match load_config(config_path) {
         Ok(c) => c,
@@ -162,12 +161,14 @@ pub async fn dev_seed(config_path: Option<&Path>) -> ExitCode {
             println!("skipping {}: not a local emulator", account.name);
             continue;
         }
-        let client = match BlobServiceClient::new(
-            account.name.as_str(),
-            account.blob_endpoint.clone(),
-            account.ca_file.as_deref(),
-            account.key.clone(),
-        ) {
+        if account.key.is_none() {
+            println!(
+                "skipping {}: no account key to write the sample blobs with",
+                account.name
+            );
+            continue;
+        }
+        let client = match crate::app::client_for(account) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("error: {e}");

@@ -14,6 +14,11 @@ use figment::Figment;
 use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+mod delegation;
+
+pub use delegation::{Delegation, EntraSection, MAX_KEY_LIFETIME, RENEW_MARGIN};
+
+use crate::ledger::SigningMode;
 use crate::policy::parse_duration;
 use crate::sas::name::AccountName;
 use crate::sas::version::SasVersion;
@@ -119,6 +124,11 @@ pub struct AccountSection {
     pub insecure_allow_http: bool,
     /// The SAS version to sign with; default the newest supported.
     pub sas_version: Option<String>,
+    /// `account_key` (service SAS) or `user_delegation` (signed with keys from Microsoft Entra
+    /// ID); default `user_delegation` when `[accounts.entra]` is set.
+    pub signing: Option<String>,
+    /// sasgate's Entra identity for this account: user delegation keys and the emergency stop.
+    pub entra: Option<EntraSection>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -189,7 +199,13 @@ pub struct ConfigErrors(pub Vec<ConfigError>);
 pub struct Account {
     pub name: AccountName,
     pub blob_endpoint: url::Url,
-    pub key: SigningKey,
+    /// The account key; `None` for an account that signs only user delegation SAS.
+    pub key: Option<SigningKey>,
+    /// How SAS for rules without a stored access policy are signed (those with one always use
+    /// the account key: Azure binds only service SAS to a policy).
+    pub signing: SigningMode,
+    /// sasgate's Entra identity for this account.
+    pub delegation: Option<Delegation>,
     pub ca_file: Option<PathBuf>,
     pub insecure_allow_http: bool,
     pub sas_version: SasVersion,
@@ -565,14 +581,15 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
                 err(&key_prefix, "set key_env or key_file, not both".into());
                 None
             }
-            (None, None) => {
+            (None, None) if a.entra.is_none() => {
                 err(
                     &key_prefix,
-                    "needs key_env (an environment variable holding the account key) or key_file"
+                    "needs key_env or key_file (the account key), or an [accounts.entra] table to sign user delegation SAS with no key"
                         .into(),
                 );
                 None
             }
+            (None, None) => None,
             (Some(var), None) => match env.iter().find(|(k, _)| k == var) {
                 Some((_, v)) => Some(v.clone()),
                 None => {
@@ -596,7 +613,53 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
                 }
             },
         };
-        let key = key_text.and_then(|t| {
+        let has_key = key_text.is_some();
+        let delegation = a.entra.as_ref().and_then(|section| {
+            delegation::validate(
+                &key_prefix,
+                name.as_str(),
+                section,
+                env,
+                max_ttl,
+                &mut |k, m| err(k, m),
+            )
+        });
+        let signing = match (a.signing.as_deref(), &a.entra) {
+            (None, Some(_)) | (Some("user_delegation"), Some(_)) => {
+                Some(SigningMode::UserDelegation)
+            }
+            (None, None) | (Some("account_key"), None) => Some(SigningMode::AccountKey),
+            (Some("user_delegation"), None) => {
+                err(
+                    &format!("{key_prefix}.signing"),
+                    "user_delegation needs an [accounts.entra] table: the identity that obtains the keys".into(),
+                );
+                None
+            }
+            (Some("account_key"), Some(_)) => {
+                err(
+                    &format!("{key_prefix}.signing"),
+                    "is account_key, but [accounts.entra] is set and would not be used; remove one"
+                        .into(),
+                );
+                None
+            }
+            (Some(_), _) => {
+                err(
+                    &format!("{key_prefix}.signing"),
+                    "must be account_key or user_delegation".into(),
+                );
+                None
+            }
+        };
+        if a.entra.is_some() && a.insecure_allow_http {
+            err(
+                &format!("{key_prefix}.insecure_allow_http"),
+                "cannot be combined with [accounts.entra]: Get User Delegation Key is HTTPS only"
+                    .into(),
+            );
+        }
+        let key = key_text.map(|t| {
             SigningKey::from_base64(&t)
                 .map_err(|e| {
                     err(
@@ -606,6 +669,9 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
                 })
                 .ok()
         });
+        // `Some(None)`: a key was given but is unusable (reported above).
+        let key_ok = !has_key || key.as_ref().is_some_and(Option::is_some);
+        let key = key.flatten();
         if let Some(ca) = &a.ca_file {
             if !ca.exists() {
                 err(
@@ -623,13 +689,18 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
                 .map_err(|e| err(&format!("{key_prefix}.sas_version"), e.to_string()))
                 .ok(),
         };
-        if let (Some(blob_endpoint), Some(key), Some(sas_version)) = (endpoint, key, sas_version) {
+        let delegation_ok = a.entra.is_none() || delegation.is_some();
+        if let (Some(blob_endpoint), true, true, Some(signing), Some(sas_version)) =
+            (endpoint, key_ok, delegation_ok, signing, sas_version)
+        {
             accounts.insert(
                 name.as_str().to_owned(),
                 Account {
                     name,
                     blob_endpoint,
                     key,
+                    signing,
+                    delegation,
                     ca_file: a.ca_file.clone(),
                     insecure_allow_http: a.insecure_allow_http,
                     sas_version,
@@ -740,7 +811,12 @@ fn unknown_variables(env: &[(String, String)], accounts: &[AccountSection]) -> V
         .map(|(k, _)| k.as_str())
         .filter(|k| k.starts_with("SASGATE_"))
         .filter(|k| !KNOWN_VARIABLES.contains(k))
-        .filter(|k| !accounts.iter().any(|a| a.key_env.as_deref() == Some(*k)))
+        .filter(|k| {
+            !accounts.iter().any(|a| {
+                a.key_env.as_deref() == Some(*k)
+                    || a.entra.as_ref().and_then(|e| e.client_secret_env.as_deref()) == Some(*k)
+            })
+        })
         .filter(|k| {
             let rest = k.trim_start_matches("SASGATE_");
             let section = rest.split("__").next().unwrap_or("").to_ascii_lowercase();

@@ -19,8 +19,8 @@ use chrono::{DateTime, TimeZone, Timelike, Utc};
 use sha2::{Digest, Sha256};
 
 use super::{
-    DenialRecord, IssuanceRecord, Ledger, LedgerError, ListFilter, RevocationMode, SigningMode,
-    Status, StoredStatus, new_id,
+    DenialRecord, IssuanceRecord, KeyRevocation, Ledger, LedgerError, ListFilter, RevocationMode,
+    SigningMode, Status, StoredStatus, new_id,
 };
 
 /// What a check found wrong.
@@ -63,6 +63,7 @@ pub async fn run_all(ledger: Arc<dyn Ledger>, options: &ConformanceOptions) -> O
     denials_capped(&*ledger, options.max_denials).await?;
     concurrent_appends(ledger.clone()).await?;
     concurrent_appends_isolate_a_bad_record(ledger.clone()).await?;
+    delegation_key_revocation(&*ledger).await?;
     ok("check", ledger.check().await)?;
     Ok(())
 }
@@ -124,6 +125,8 @@ pub fn sample_record(
         revoked_at: None,
         revoked_by: None,
         revoke_reason: None,
+        key_oid: None,
+        key_tid: None,
     })
 }
 
@@ -161,6 +164,8 @@ pub async fn round_trip(ledger: &dyn Ledger) -> Outcome {
     full.revoked_at = Some(micros(t + chrono::Duration::microseconds(987_654_321)));
     full.revoked_by = Some("user:admin".into());
     full.revoke_reason = Some("leaked in a ticket".into());
+    full.key_oid = Some("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee".into());
+    full.key_tid = Some("72f988bf-86f1-41af-91ab-2d7cd011db47".into());
 
     let minimal = sample_record(&format!("user:{tag}"), "acct", t)?;
     let mut link = sample_record(
@@ -181,6 +186,89 @@ pub async fn round_trip(ledger: &dyn Ledger) -> Outcome {
         "get of an unknown id",
         &ok("get", ledger.get(&missing).await)?,
         &None,
+    )?;
+    Ok(())
+}
+
+/// The emergency stop revokes exactly the account's active user delegation issuances, in one
+/// commit with its own record.
+pub async fn delegation_key_revocation(ledger: &dyn Ledger) -> Outcome {
+    let tag = tag()?;
+    let account = format!("k{}", &tag[tag.len() - 12..]);
+    let other = format!("o{}", &tag[tag.len() - 12..]);
+    let t = base()?;
+    let mut records = Vec::new();
+    for (i, (acct, mode)) in [
+        (&account, SigningMode::UserDelegation),
+        (&account, SigningMode::UserDelegation),
+        (&account, SigningMode::AccountKey),
+        (&other, SigningMode::UserDelegation),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut r = sample_record(
+            &format!("user:{tag}"),
+            acct,
+            t + chrono::Duration::seconds(i64::try_from(i).unwrap_or(0)),
+        )?;
+        r.signing_mode = mode;
+        records.push(r);
+    }
+    // One already revoked by hand keeps its own revocation.
+    let mut earlier = sample_record(&format!("user:{tag}"), &account, t)?;
+    earlier.signing_mode = SigningMode::UserDelegation;
+    records.push(earlier.clone());
+    append_all(ledger, &records).await?;
+    ok(
+        "revoke one",
+        ledger.revoke(&earlier.id, "user:first", "first", t).await,
+    )?;
+    let at = micros(t + chrono::Duration::minutes(5));
+    let (stop, revoked) = ok(
+        "revoke_delegation_keys",
+        ledger
+            .revoke_delegation_keys(KeyRevocation {
+                id: ok("new_id", new_id("krv_", at))?,
+                at,
+                account: account.clone(),
+                revoked_by: "user:admin".into(),
+                reason: "key leaked".into(),
+                revoked_issuances: 0,
+            })
+            .await,
+    )?;
+    let mut ids: Vec<&str> = revoked.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    let mut want = vec![records[0].id.as_str(), records[1].id.as_str()];
+    want.sort_unstable();
+    same("revoked ids", &ids, &want)?;
+    same("revoked count", &stop.revoked_issuances, &2)?;
+    for r in &revoked {
+        same("status", &r.status, &StoredStatus::Revoked)?;
+        same("revoked_at", &r.revoked_at, &Some(at))?;
+        same("revoked_by", &r.revoked_by.as_deref(), &Some("user:admin"))?;
+    }
+    for untouched in [&records[2], &records[3]] {
+        let got = ok("get", ledger.get(&untouched.id).await)?;
+        same(
+            "untouched status",
+            &got.map(|g| g.status),
+            &Some(StoredStatus::Active),
+        )?;
+    }
+    let first = ok("get", ledger.get(&earlier.id).await)?;
+    same(
+        "earlier revocation kept",
+        &first.and_then(|g| g.revoked_by),
+        &Some("user:first".to_owned()),
+    )?;
+    let log = ok("key_revocations", ledger.key_revocations(&account).await)?;
+    same("recorded stops", &log, &vec![stop])?;
+    same(
+        "no stop for the other account",
+        &ok("key_revocations", ledger.key_revocations(&other).await)?.len(),
+        &0,
     )?;
     Ok(())
 }

@@ -98,6 +98,10 @@ pub struct IssuanceRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     pub revoked_by: Option<String>,
     pub revoke_reason: Option<String>,
+    /// User delegation SAS: the key's object id (`skoid`), i.e. sasgate's Entra identity.
+    pub key_oid: Option<String>,
+    /// User delegation SAS: the key's tenant (`sktid`).
+    pub key_tid: Option<String>,
 }
 
 impl IssuanceRecord {
@@ -194,6 +198,19 @@ pub enum GoneReason {
     Revoked,
     Expired,
     UsedUp,
+}
+
+/// One use of the account-wide emergency stop for user delegation SAS.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KeyRevocation {
+    /// `krv_` + 26 characters.
+    pub id: String,
+    pub at: DateTime<Utc>,
+    pub account: String,
+    pub revoked_by: String,
+    pub reason: String,
+    /// How many active user delegation issuances it marked revoked.
+    pub revoked_issuances: u64,
 }
 
 /// Filters for [`Ledger::list`]; every field narrows the result.
@@ -334,6 +351,18 @@ pub trait Ledger: Send + Sync + 'static {
         code_sha256: &str,
         redemption: Redemption,
     ) -> Result<RedeemOutcome, LedgerError>;
+
+    /// Records the emergency stop `revocation` (all user delegation keys of its account were
+    /// revoked in Azure) and, in the same durable commit, marks every active user delegation
+    /// issuance of the account revoked. Returns the issuances it revoked; `revoked_issuances` is
+    /// set here.
+    async fn revoke_delegation_keys(
+        &self,
+        revocation: KeyRevocation,
+    ) -> Result<(KeyRevocation, Vec<IssuanceRecord>), LedgerError>;
+
+    /// Emergency stops recorded for `account`, newest first.
+    async fn key_revocations(&self, account: &str) -> Result<Vec<KeyRevocation>, LedgerError>;
 
     /// The link of an issuance, and its redemptions, newest first.
     async fn link(

@@ -28,8 +28,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    DenialRecord, IssuanceRecord, Ledger, LedgerError, LinkRecord, ListFilter, LivePolicy, Page,
-    PolicyRecord, RedeemOutcome, Redemption, RevocationMode, SigningMode, Status, StoredStatus,
+    DenialRecord, IssuanceRecord, KeyRevocation, Ledger, LedgerError, LinkRecord, ListFilter,
+    LivePolicy, Page, PolicyRecord, RedeemOutcome, Redemption, RevocationMode, SigningMode, Status,
+    StoredStatus,
 };
 
 /// Tuning for [`SqliteLedger`].
@@ -158,6 +159,11 @@ const MIGRATIONS: &[Migration] = &[
         name: "revocation",
         sql: include_str!("migrations/0002_revocation.sql"),
     },
+    Migration {
+        version: 3,
+        name: "delegation",
+        sql: include_str!("migrations/0003_delegation.sql"),
+    },
 ];
 
 /// How long a connection waits for a lock held by another connection (another process, a
@@ -176,13 +182,14 @@ const MAX_DENIALS_LISTED: usize = 10_000;
 
 const ISSUANCE_COLUMNS: &str = "id, issued_at, principal, principal_claims, client_addr, account, container, \
      blob, resource, permissions, starts_on, expires_on, ip, protocol, version, rule, reason, signing_mode, \
-     revocation, policy_id, signature_sha256, status, revoked_at, revoked_by, revoke_reason";
+     revocation, policy_id, signature_sha256, status, revoked_at, revoked_by, revoke_reason, key_oid, key_tid";
 
 const INSERT_ISSUANCE: &str = "INSERT INTO issuances (id, issued_at, principal, principal_claims, client_addr, \
      account, container, blob, resource, permissions, starts_on, expires_on, ip, protocol, version, rule, reason, \
-     signing_mode, revocation, policy_id, signature_sha256, status, revoked_at, revoked_by, revoke_reason) \
+     signing_mode, revocation, policy_id, signature_sha256, status, revoked_at, revoked_by, revoke_reason, \
+     key_oid, key_tid) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-     ?22, ?23, ?24, ?25)";
+     ?22, ?23, ?24, ?25, ?26, ?27)";
 
 const INSERT_DENIAL: &str = "INSERT OR IGNORE INTO denials (id, at, principal, client_addr, code, request, reasons) \
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -557,6 +564,8 @@ fn issuance_from_row(row: &Row<'_>) -> rusqlite::Result<IssuanceRecord> {
         revoked_at: optional_time_column(row, 22)?,
         revoked_by: row.get(23)?,
         revoke_reason: row.get(24)?,
+        key_oid: row.get(25)?,
+        key_tid: row.get(26)?,
     })
 }
 
@@ -1031,6 +1040,8 @@ fn execute_insert(
         stored.revoked_at,
         r.revoked_by,
         r.revoke_reason,
+        r.key_oid,
+        r.key_tid,
     ])
 }
 
@@ -1360,6 +1371,22 @@ impl Ledger for SqliteLedger {
         let code = code_sha256.to_owned();
         self.admin
             .write(move |tx| admin::redeem(tx, &code, redemption))
+            .await
+    }
+
+    async fn revoke_delegation_keys(
+        &self,
+        revocation: KeyRevocation,
+    ) -> Result<(KeyRevocation, Vec<IssuanceRecord>), LedgerError> {
+        self.admin
+            .write(move |tx| admin::revoke_delegation_keys(tx, revocation))
+            .await
+    }
+
+    async fn key_revocations(&self, account: &str) -> Result<Vec<KeyRevocation>, LedgerError> {
+        let account = account.to_owned();
+        self.admin
+            .write(move |tx| admin::key_revocations(tx, &account))
             .await
     }
 

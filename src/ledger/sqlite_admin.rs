@@ -16,8 +16,8 @@ use super::{
     unavailable,
 };
 use crate::ledger::{
-    GoneReason, IssuanceRecord, LedgerError, LinkRecord, LivePolicy, PolicyRecord, RedeemOutcome,
-    Redemption, StoredStatus,
+    GoneReason, IssuanceRecord, KeyRevocation, LedgerError, LinkRecord, LivePolicy, PolicyRecord,
+    RedeemOutcome, Redemption, StoredStatus,
 };
 
 /// The connection for these operations, opened on first use.
@@ -355,4 +355,74 @@ pub(super) fn link(
         .map_err(db)?;
     let redemptions = rows.collect::<Result<_, _>>().map_err(db)?;
     Ok(Some((link, redemptions)))
+}
+
+pub(super) fn revoke_delegation_keys(
+    tx: &rusqlite::Transaction<'_>,
+    mut revocation: KeyRevocation,
+) -> Result<(KeyRevocation, Vec<IssuanceRecord>), LedgerError> {
+    let at_ns = time("revoked_at", revocation.at)?;
+    let ids: Vec<String> = {
+        let mut stmt = tx
+            .prepare("SELECT id FROM issuances WHERE account = ?1 AND signing_mode = 'user_delegation' AND status = 'active' ORDER BY seq")
+            .map_err(db)?;
+        let rows = stmt
+            .query_map(params![revocation.account], |r| r.get(0))
+            .map_err(db)?;
+        rows.collect::<Result<_, _>>().map_err(db)?
+    };
+    tx.execute(
+        "UPDATE issuances SET status = 'revoked', revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 \
+         WHERE account = ?1 AND signing_mode = 'user_delegation' AND status = 'active'",
+        params![
+            revocation.account,
+            at_ns,
+            revocation.revoked_by,
+            revocation.reason
+        ],
+    )
+    .map_err(db)?;
+    revocation.revoked_issuances = u64::try_from(ids.len()).unwrap_or(u64::MAX);
+    tx.execute(
+        "INSERT INTO key_revocations (id, at, account, revoked_by, reason, revoked_issuances) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            revocation.id,
+            at_ns,
+            revocation.account,
+            revocation.revoked_by,
+            revocation.reason,
+            i64::try_from(ids.len()).unwrap_or(i64::MAX)
+        ],
+    )
+    .map_err(db)?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = get(tx, &id)? {
+            out.push(r);
+        }
+    }
+    Ok((revocation, out))
+}
+
+pub(super) fn key_revocations(
+    tx: &rusqlite::Transaction<'_>,
+    account: &str,
+) -> Result<Vec<KeyRevocation>, LedgerError> {
+    let mut stmt = tx
+        .prepare("SELECT id, at, account, revoked_by, reason, revoked_issuances FROM key_revocations WHERE account = ?1 ORDER BY seq DESC")
+        .map_err(db)?;
+    let rows = stmt
+        .query_map([account], |r| {
+            Ok(KeyRevocation {
+                id: r.get(0)?,
+                at: from_ns(r.get(1)?),
+                account: r.get(2)?,
+                revoked_by: r.get(3)?,
+                reason: r.get(4)?,
+                revoked_issuances: u64::try_from(r.get::<_, i64>(5)?).unwrap_or(0),
+            })
+        })
+        .map_err(db)?;
+    rows.collect::<Result<_, _>>().map_err(db)
 }
