@@ -55,16 +55,49 @@ pub fn write_setup(azurite: &Azurite, ledger_path: Option<&Path>) -> Setup {
         .prefix("sasgate-app-")
         .tempdir()
         .unwrap();
-    let policy = dir.path().join("policy");
-    std::fs::create_dir(&policy).unwrap();
-    for entry in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("policy")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "toml") {
-            std::fs::copy(&path, policy.join(path.file_name().unwrap())).unwrap();
-        }
-    }
     let key_file = dir.path().join("account.key");
     std::fs::write(&key_file, KEY).unwrap();
+    let account = format!(
+        r#"[[accounts]]
+name = "devstoreaccount1"
+blob_endpoint = "{endpoint}"
+key_file = "{key_file}"
+ca_file = "{ca}"
+"#,
+        endpoint = azurite.endpoint(),
+        key_file = key_file.display(),
+        ca = azurite.ca_pem_path().unwrap().display(),
+    );
+    write_setup_in(dir, ledger_path, &account, None)
+}
+
+/// Writes a setup into `dir` with the `[[accounts]]` text `accounts` and, if given, these policy
+/// files (name, content) instead of the shipped `policy/`.
+pub fn write_setup_in(
+    dir: TempDir,
+    ledger_path: Option<&Path>,
+    accounts: &str,
+    policy_files: Option<&[(&str, &str)]>,
+) -> Setup {
+    let policy = dir.path().join("policy");
+    std::fs::create_dir(&policy).unwrap();
+    match policy_files {
+        Some(files) => {
+            for (name, text) in files {
+                std::fs::write(policy.join(name), text).unwrap();
+            }
+        }
+        None => {
+            for entry in
+                std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("policy")).unwrap()
+            {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    std::fs::copy(&path, policy.join(path.file_name().unwrap())).unwrap();
+                }
+            }
+        }
+    }
     let keys: Vec<_> = (0..3).map(|_| generate_api_key().unwrap()).collect();
     let ledger = ledger_path
         .map(Path::to_path_buf)
@@ -78,11 +111,6 @@ public_url = "http://127.0.0.1:0"
 url = "sqlite://{ledger}"
 [policy]
 dir = "{policy}"
-[[accounts]]
-name = "devstoreaccount1"
-blob_endpoint = "{endpoint}"
-key_file = "{key_file}"
-ca_file = "{ca}"
 [principals.alice]
 api_key_sha256 = "{a}"
 roles = ["researcher"]
@@ -92,12 +120,11 @@ roles = ["admin"]
 [principals.ci]
 api_key_sha256 = "{c}"
 roles = ["ci"]
+
+{accounts}
 "#,
         ledger = ledger.display(),
         policy = policy.display(),
-        endpoint = azurite.endpoint(),
-        key_file = key_file.display(),
-        ca = azurite.ca_pem_path().unwrap().display(),
         a = keys[0].sha256_hex,
         b = keys[1].sha256_hex,
         c = keys[2].sha256_hex,
@@ -166,7 +193,7 @@ pub async fn spawn_app_on(first: &TestApp) -> TestApp {
 }
 
 /// Builds the application from `setup` (port 0) and serves it in the background.
-async fn serve(azurite: Arc<Azurite>, setup: Setup, env: &[(&str, &str)]) -> TestApp {
+pub async fn serve(azurite: Arc<Azurite>, setup: Setup, env: &[(&str, &str)]) -> TestApp {
     let env: Vec<(String, String)> = env
         .iter()
         .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

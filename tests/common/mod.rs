@@ -4,4 +4,5 @@
 
 pub mod app;
 pub mod azurite;
+pub mod entra;
 pub mod tmpfs;
