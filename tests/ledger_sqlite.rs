@@ -50,9 +50,15 @@ async fn conformance_on_a_file() {
         SqliteLedger::open(&url(&dir.path().join("nested/dirs/ledger.db")), options).unwrap(),
     );
     let started = Instant::now();
-    conformance::run_all(ledger, &ConformanceOptions { max_denials: 50 })
-        .await
-        .unwrap();
+    conformance::run_all(
+        ledger,
+        &ConformanceOptions {
+            max_denials: 50,
+            admin: true,
+        },
+    )
+    .await
+    .unwrap();
     eprintln!("conformance on a file: {:?}", started.elapsed());
 }
 
@@ -63,9 +69,15 @@ async fn conformance_in_memory() {
         ..SqliteOptions::default()
     };
     let ledger: Arc<dyn Ledger> = Arc::new(SqliteLedger::open("sqlite::memory:", options).unwrap());
-    conformance::run_all(ledger, &ConformanceOptions { max_denials: 50 })
-        .await
-        .unwrap();
+    conformance::run_all(
+        ledger,
+        &ConformanceOptions {
+            max_denials: 50,
+            admin: false,
+        },
+    )
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
