@@ -34,7 +34,7 @@ fn rule_text(i: usize) -> String {
         i % USERS,
         i % ROLES
     );
-    if i % 10 == 0 {
+    if i.is_multiple_of(10) {
         let _ = writeln!(
             text,
             "containers = [\"proj{}-data\", \"ci-{}-*\"]",
@@ -44,9 +44,9 @@ fn rule_text(i: usize) -> String {
     } else {
         let _ = writeln!(text, "containers = [\"proj{}-data\"]", i % CONTAINERS);
     }
-    if i % 3 == 0 {
+    if i.is_multiple_of(3) {
         let _ = writeln!(text, "blobs = [\"published/**\", \"team{}/*.bin\"]", i % 17);
-    } else if i % 7 == 0 {
+    } else if i.is_multiple_of(7) {
         text.push_str("scopes = [\"blob\", \"container\"]\n");
     }
     let _ = writeln!(
@@ -54,7 +54,7 @@ fn rule_text(i: usize) -> String {
         "permissions = \"{perms}\"\nmax_ttl = \"{}m\"",
         10 + i % 50
     );
-    if i % 11 == 0 {
+    if i.is_multiple_of(11) {
         text.push_str("require_reason = true\n");
     }
     text.push('\n');

@@ -726,10 +726,10 @@ async fn status_error(operation: &'static str, response: reqwest::Response) -> A
     let status = response.status().as_u16();
     let request_id = header_text(response.headers(), &X_MS_REQUEST_ID);
     let mut code = header_text(response.headers(), &X_MS_ERROR_CODE);
-    if code.is_none() {
-        if let Ok(body) = response.bytes().await {
-            code = xml::error_code(&body);
-        }
+    if code.is_none()
+        && let Ok(body) = response.bytes().await
+    {
+        code = xml::error_code(&body);
     }
     AzureError::Status {
         operation,

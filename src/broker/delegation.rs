@@ -134,10 +134,11 @@ impl DelegationKeys {
     ) -> Result<Arc<CachedKey>, DelegationError> {
         let start = now - self.backdate;
         let current = self.current();
-        if let Some(k) = &current {
-            if k.covers(start, until) && !self.due(k, now) {
-                return Ok(k.clone());
-            }
+        if let Some(k) = &current
+            && k.covers(start, until)
+            && !self.due(k, now)
+        {
+            return Ok(k.clone());
         }
         // Renewal is due, or the key does not cover this SAS.
         let covered = current.as_ref().filter(|k| k.covers(start, until)).cloned();
@@ -148,21 +149,23 @@ impl DelegationKeys {
             (Err(_), None) => self.renewing.lock().await,
         };
         // The key may have been renewed while this caller waited.
-        if let Some(k) = self.current() {
-            if k.covers(start, until) && !self.due(&k, now) {
-                return Ok(k);
-            }
+        if let Some(k) = self.current()
+            && k.covers(start, until)
+            && !self.due(&k, now)
+        {
+            return Ok(k);
         }
-        if let Some((at, last)) = &state.last_failure {
-            if now - *at < FAILURE_HOLD && now >= *at {
-                return match covered {
-                    Some(k) => Ok(k),
-                    None => Err(DelegationError::Holding {
-                        seconds: (now - *at).num_seconds(),
-                        last: last.clone(),
-                    }),
-                };
-            }
+        if let Some((at, last)) = &state.last_failure
+            && now - *at < FAILURE_HOLD
+            && now >= *at
+        {
+            return match covered {
+                Some(k) => Ok(k),
+                None => Err(DelegationError::Holding {
+                    seconds: (now - *at).num_seconds(),
+                    last: last.clone(),
+                }),
+            };
         }
         match self.fetch(now).await {
             Ok(k) => {

@@ -135,12 +135,12 @@ impl FromJson for MintRequest {
                 "'{k}' asks for an account SAS; sasgate only issues SAS scoped to one container or one blob"
             )));
         }
-        if let Some(r) = obj.get("resource").and_then(|v| v.as_str()) {
-            if matches!(r, "account" | "service" | "s") {
-                return Err(MintError::AccountScope(format!(
-                    "resource '{r}' is account-wide; ask for one container or one blob"
-                )));
-            }
+        if let Some(r) = obj.get("resource").and_then(|v| v.as_str())
+            && matches!(r, "account" | "service" | "s")
+        {
+            return Err(MintError::AccountScope(format!(
+                "resource '{r}' is account-wide; ask for one container or one blob"
+            )));
         }
         if let Some(unknown) = obj.keys().find(|k| !FIELDS.contains(&k.as_str())) {
             return Err(MintError::InvalidRequest(format!(

@@ -125,19 +125,19 @@ pub(super) fn validate(
     )
     .map_err(|m| fail(&key("arm_endpoint"), m, &mut ok))
     .ok();
-    if let Some(id) = &section.resource_id {
-        if let Err(m) = check_resource_id(id, account) {
-            fail(&key("resource_id"), m, &mut ok);
-        }
+    if let Some(id) = &section.resource_id
+        && let Err(m) = check_resource_id(id, account)
+    {
+        fail(&key("resource_id"), m, &mut ok);
     }
-    if let Some(ca) = &section.ca_file {
-        if !ca.exists() {
-            fail(
-                &key("ca_file"),
-                format!("{} does not exist", ca.display()),
-                &mut ok,
-            );
-        }
+    if let Some(ca) = &section.ca_file
+        && !ca.exists()
+    {
+        fail(
+            &key("ca_file"),
+            format!("{} does not exist", ca.display()),
+            &mut ok,
+        );
     }
     let key_lifetime = match &section.key_lifetime {
         None => DEFAULT_KEY_LIFETIME,

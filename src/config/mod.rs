@@ -359,10 +359,10 @@ fn parse_env_value(value: &str) -> figment::value::Value {
     if let Ok(n) = value.parse::<u64>() {
         return Value::from(n);
     }
-    if value.starts_with('[') {
-        if let Ok(list) = serde_json::from_str::<Vec<String>>(value) {
-            return Value::from(list);
-        }
+    if value.starts_with('[')
+        && let Ok(list) = serde_json::from_str::<Vec<String>>(value)
+    {
+        return Value::from(list);
     }
     Value::from(value.to_owned())
 }
@@ -443,13 +443,14 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             None
         }
     };
-    if let Some(a) = listen {
-        if !a.ip().is_loopback() && !raw.server.allow_plain_http {
-            err(
+    if let Some(a) = listen
+        && !a.ip().is_loopback()
+        && !raw.server.allow_plain_http
+    {
+        err(
                 "server.listen",
                 "plain HTTP is only served on a loopback address; listen on 127.0.0.1, or set server.allow_plain_http = true if a TLS-terminating proxy is in front".into(),
             );
-        }
     }
     let public_url = url::Url::parse(&raw.server.public_url)
         .map_err(|_| {
@@ -497,13 +498,13 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
                 );
             }
         }
-        if let Some(d) = default_ttl {
-            if d > m {
-                err(
-                    "limits.default_ttl",
-                    "must not exceed limits.max_ttl".into(),
-                );
-            }
+        if let Some(d) = default_ttl
+            && d > m
+        {
+            err(
+                "limits.default_ttl",
+                "must not exceed limits.max_ttl".into(),
+            );
         }
     }
     if raw.server.max_body_bytes < 256 {
@@ -672,16 +673,16 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
         // `Some(None)`: a key was given but is unusable (reported above).
         let key_ok = !has_key || key.as_ref().is_some_and(Option::is_some);
         let key = key.flatten();
-        if let Some(ca) = &a.ca_file {
-            if !ca.exists() {
-                err(
-                    &format!("{key_prefix}.ca_file"),
-                    format!(
-                        "{} does not exist (for the shipped configuration, `make run` creates it)",
-                        ca.display()
-                    ),
-                );
-            }
+        if let Some(ca) = &a.ca_file
+            && !ca.exists()
+        {
+            err(
+                &format!("{key_prefix}.ca_file"),
+                format!(
+                    "{} does not exist (for the shipped configuration, `make run` creates it)",
+                    ca.display()
+                ),
+            );
         }
         let sas_version = match &a.sas_version {
             None => Some(SasVersion::DEFAULT),

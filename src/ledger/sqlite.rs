@@ -806,11 +806,11 @@ impl Writer {
                 f(&mut lock(conn)).map_err(|e| unavailable("ledger write failed", e))
             }
             WriteConn::File { path, conn } => {
-                if let Some((_, identity)) = conn.as_ref() {
-                    if !same_file(path, *identity) {
-                        tracing::warn!("the ledger file was moved, deleted or replaced");
-                        *conn = None;
-                    }
+                if let Some((_, identity)) = conn.as_ref()
+                    && !same_file(path, *identity)
+                {
+                    tracing::warn!("the ledger file was moved, deleted or replaced");
+                    *conn = None;
                 }
                 if conn.is_none() {
                     // Never create the file again: a ledger that vanished must not silently
@@ -1275,10 +1275,10 @@ impl Drop for SqliteLedger {
     fn drop(&mut self) {
         // Closing the queue stops the writer once it has answered what it holds.
         self.tx = None;
-        if let Some(handle) = self.writer.take() {
-            if handle.join().is_err() {
-                tracing::error!("the ledger writer thread panicked");
-            }
+        if let Some(handle) = self.writer.take()
+            && handle.join().is_err()
+        {
+            tracing::error!("the ledger writer thread panicked");
         }
     }
 }
@@ -1409,11 +1409,11 @@ impl Ledger for SqliteLedger {
     async fn record_denial(&self, denial: DenialRecord) {
         match self.denials.try_send(denial) {
             Ok(()) => {
-                if !self.denial_wake.swap(true, Ordering::SeqCst) {
-                    if let Some(tx) = &self.tx {
-                        // Full: the writer is busy and drains denials after its next group.
-                        let _ = tx.try_send(Msg::Wake);
-                    }
+                if !self.denial_wake.swap(true, Ordering::SeqCst)
+                    && let Some(tx) = &self.tx
+                {
+                    // Full: the writer is busy and drains denials after its next group.
+                    let _ = tx.try_send(Msg::Wake);
                 }
             }
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {

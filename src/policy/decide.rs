@@ -202,10 +202,10 @@ pub(crate) fn check(rule: &Rule, subject: &Subject, request: &AccessRequest) -> 
     if !rule.containers.iter().any(|p| p.matches(container)) {
         return Stage::Container;
     }
-    if let (Some(blob), Some(globs)) = (&request.blob, &rule.blobs) {
-        if !globs.iter().any(|p| p.matches(blob.as_str())) {
-            return Stage::Blob;
-        }
+    if let (Some(blob), Some(globs)) = (&request.blob, &rule.blobs)
+        && !globs.iter().any(|p| p.matches(blob.as_str()))
+    {
+        return Stage::Blob;
     }
     if !rule.allows_scope(request.scope()) {
         return Stage::Scope;
@@ -215,10 +215,10 @@ pub(crate) fn check(rule: &Rule, subject: &Subject, request: &AccessRequest) -> 
     {
         return Stage::Permissions;
     }
-    if let Some(ttl) = request.ttl {
-        if ttl <= Duration::zero() || ttl > rule.max_ttl {
-            return Stage::Ttl;
-        }
+    if let Some(ttl) = request.ttl
+        && (ttl <= Duration::zero() || ttl > rule.max_ttl)
+    {
+        return Stage::Ttl;
     }
     if rule.require_reason && !has_reason(request) {
         return Stage::Reason;

@@ -625,16 +625,14 @@ fn validate_permissions(
             return None;
         }
     };
-    if blob_scope {
-        if let Err(e) = permissions.check(Resource::Blob) {
-            ctx.error(
+    if blob_scope && let Err(e) = permissions.check(Resource::Blob) {
+        ctx.error(
                 "permissions",
                 format!(
                     "'{text}': {e}; this rule allows blob scope, so remove the letter or drop \"blob\" from scopes"
                 ),
             );
-            return None;
-        }
+        return None;
     }
     Some(permissions)
 }

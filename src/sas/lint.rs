@@ -197,17 +197,17 @@ pub fn lint(sas: &ParsedSas, now: DateTime<Utc>) -> Report {
         );
     }
     let sip_width = p("sip").map(|s| super::ip::IpRange::parse(s).map(|r| r.len()));
-    if let Some(Ok(width)) = sip_width {
-        if width > 1 << 24 {
-            add(
-                Severity::Medium,
-                "ip_range_too_wide",
-                format!(
-                    "sip={} covers {width} addresses: as good as no IP restriction",
-                    p("sip").unwrap_or("")
-                ),
-            );
-        }
+    if let Some(Ok(width)) = sip_width
+        && width > 1 << 24
+    {
+        add(
+            Severity::Medium,
+            "ip_range_too_wide",
+            format!(
+                "sip={} covers {width} addresses: as good as no IP restriction",
+                p("sip").unwrap_or("")
+            ),
+        );
     }
     if p("sip").is_none() {
         add(

@@ -369,10 +369,10 @@ pub fn sign_user_delegation(
     if expiry > key_expiry {
         return Err(SignError::OutlivesKey);
     }
-    if let (Some(start), Some(key_start)) = (sas.start, parse_time(&key.signed_start)) {
-        if start < key_start {
-            return Err(SignError::StartsBeforeKey);
-        }
+    if let (Some(start), Some(key_start)) = (sas.start, parse_time(&key.signed_start))
+        && start < key_start
+    {
+        return Err(SignError::StartsBeforeKey);
     }
     let v = sas.version;
     for (value, what, needs) in [
@@ -516,10 +516,10 @@ impl Common {
             p.check(resource)?;
             need(v, p.min_version(), "these permissions")?;
         }
-        if let (Some(s), Some(e)) = (sas.start, sas.expiry) {
-            if s >= e {
-                return Err(SignError::StartNotBeforeExpiry);
-            }
+        if let (Some(s), Some(e)) = (sas.start, sas.expiry)
+            && s >= e
+        {
+            return Err(SignError::StartNotBeforeExpiry);
         }
         let snapshot = sas.target.snapshot_slot().to_owned();
         if !snapshot.is_empty()

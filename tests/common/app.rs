@@ -327,10 +327,10 @@ pub async fn spawn_binary(config: &Path, port: u16, log: &Path) -> Binary {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = http.get(format!("{address}/healthz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
+        if let Ok(r) = http.get(format!("{address}/healthz")).send().await
+            && r.status().is_success()
+        {
+            break;
         }
         assert!(
             Instant::now() < deadline,

@@ -919,10 +919,10 @@ async fn imds(
             "Only one of client_id, object_id or msi_res_id may be specified",
         );
     }
-    if let Some((name, expected)) = selectors.first() {
-        if !query[*name].eq_ignore_ascii_case(expected) {
-            return imds_error("invalid_request", "Identity not found");
-        }
+    if let Some((name, expected)) = selectors.first()
+        && !query[*name].eq_ignore_ascii_case(expected)
+    {
+        return imds_error("invalid_request", "Identity not found");
     }
     if !known_resource(resource) {
         return resource_not_found(resource).into_response(&shared);
