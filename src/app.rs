@@ -13,6 +13,8 @@ use crate::azure::BlobServiceClient;
 use crate::broker::{Broker, StoredPolicies};
 use std::collections::BTreeMap;
 
+use crate::auth::oidc::OidcVerifier;
+use crate::auth::rate::RateLimiter;
 use crate::azure::entra::EntraCredential;
 use crate::broker::DelegationKeys;
 use crate::config::{Account, Config};
@@ -28,6 +30,8 @@ pub enum StartupError {
     Policy { dir: String, errors: String },
     #[error("account {0}")]
     Account(String),
+    #[error("OIDC issuer: {0}")]
+    Oidc(String),
     #[error("the ledger cannot be opened: {0}")]
     Ledger(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -93,7 +97,29 @@ pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
             )
         })
         .collect();
-    let unknown_accounts: Vec<String> = unknown_accounts.into_iter().chain(keyless).collect();
+    // An oidc:<name> principal must name a configured issuer, or the rule could never match
+    // (or worse, match a later-added issuer nobody meant).
+    let unknown_issuers: Vec<String> = set
+        .rules()
+        .iter()
+        .flat_map(|r| r.principals().iter().map(move |p| (r, p)))
+        .filter_map(|(r, p)| match p {
+            crate::policy::Principal::Oidc(name)
+                if !config.oidc.iter().any(|i| i.name == *name) =>
+            {
+                Some(format!(
+                    "  - rule {}: principal oidc:{name} names no [[auth.oidc]] issuer",
+                    r.id()
+                ))
+            }
+            _ => None,
+        })
+        .collect();
+    let unknown_accounts: Vec<String> = unknown_accounts
+        .into_iter()
+        .chain(keyless)
+        .chain(unknown_issuers)
+        .collect();
     if !unknown_accounts.is_empty() {
         return Err(StartupError::Policy {
             dir,
@@ -194,6 +220,14 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let oidc = Arc::new(
+            OidcVerifier::new(config.oidc.clone(), chrono::Utc::now())
+                .map_err(|e| StartupError::Oidc(e.to_string()))?,
+        );
+        {
+            let oidc = oidc.clone();
+            tokio::spawn(async move { oidc.prefetch(chrono::Utc::now()).await });
+        }
         let delegation = delegation_keys(&config)?;
         // Obtain the first user delegation keys now rather than on the first mint; a failure is
         // logged and retried by the first mint that needs a key.
@@ -216,6 +250,8 @@ impl Application {
                 delegation: delegation.clone(),
             },
             principals: config.principals.clone(),
+            oidc: oidc.clone(),
+            rate: RateLimiter::new(config.mint_rate),
             ledger: ledger.clone(),
             readiness: tokio::sync::Mutex::new(None),
         }));

@@ -9,7 +9,8 @@ use axum::http::request::Parts;
 
 use super::AppState;
 use super::problem::{Code, Problem};
-use crate::auth::{Principal, authenticate_api_key};
+use crate::auth::oidc::OidcError;
+use crate::auth::{API_KEY_PREFIX, Principal, authenticate_api_key};
 
 /// The authenticated caller.
 pub struct Caller(pub Principal);
@@ -28,10 +29,27 @@ impl FromRequestParts<AppState> for Caller {
         let Some(value) = header else {
             return Err(Problem::new(
                 Code::Unauthenticated,
-                "send Authorization: Bearer <your sasgate API key>",
+                "send Authorization: Bearer <your sasgate API key or your CI job's OIDC token>",
             ));
         };
         let credential = value.strip_prefix("Bearer ").map(str::trim).unwrap_or("");
+        // An OIDC ID token (a JWT) from a configured issuer.
+        if !credential.starts_with(API_KEY_PREFIX)
+            && credential.matches('.').count() == 2
+            && !state.oidc.is_empty()
+        {
+            return match state.oidc.verify(credential, chrono::Utc::now()).await {
+                Ok(token) => Ok(Caller(Principal::from_oidc(token))),
+                Err(e) => {
+                    tracing::warn!(
+                        client = client_addr(parts).as_deref().unwrap_or("-"),
+                        code = e.code(),
+                        "rejected OIDC token"
+                    );
+                    Err(oidc_problem(&e))
+                }
+            };
+        }
         match authenticate_api_key(&state.principals, credential) {
             Some(p) => Ok(Caller(p)),
             None => {
@@ -46,6 +64,24 @@ impl FromRequestParts<AppState> for Caller {
             }
         }
     }
+}
+
+/// The refusal for an OIDC token: 401 with the check that failed (503 when the issuer's keys
+/// cannot be fetched at all).
+fn oidc_problem(e: &OidcError) -> Problem {
+    let code = match e {
+        OidcError::Malformed(_) => Code::MalformedToken,
+        OidcError::AlgorithmNotAllowed(..) => Code::AlgorithmNotAllowed,
+        OidcError::UntrustedIssuer => Code::UntrustedIssuer,
+        OidcError::UnknownKey(_) => Code::UnknownSigningKey,
+        OidcError::BadSignature => Code::BadSignature,
+        OidcError::Expired(_) => Code::TokenExpired,
+        OidcError::NotYetValid(_) => Code::TokenNotYetValid,
+        OidcError::WrongAudience(_) => Code::WrongAudience,
+        OidcError::MissingClaim(_) => Code::MissingClaim,
+        OidcError::Unavailable(_) => return Problem::server(Code::OidcUnavailable, e),
+    };
+    Problem::new(code, e.to_string())
 }
 
 /// The peer address, when the server was started with connect info.

@@ -24,6 +24,9 @@ pub async fn create(
             .into_response();
     };
     let now = chrono::Utc::now();
+    if let Err(problem) = super::tokens::rate_limit(&state, &principal, now) {
+        return problem.into_response();
+    }
     let client = Some(peer.ip().to_string());
     let parsed = serde_json::from_slice::<serde_json::Value>(&body)
         .map_err(|_| MintError::InvalidRequest("the body must be JSON".into()))

@@ -25,6 +25,8 @@ use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use crate::auth::oidc::OidcVerifier;
+use crate::auth::rate::RateLimiter;
 use crate::broker::Broker;
 use crate::config::ApiKeyPrincipal;
 use crate::ledger::Ledger;
@@ -37,6 +39,10 @@ pub struct AppState(pub Arc<Inner>);
 pub struct Inner {
     pub broker: Broker,
     pub principals: Vec<ApiKeyPrincipal>,
+    /// Trusted OIDC issuers and their keys.
+    pub oidc: Arc<OidcVerifier>,
+    /// The per-principal mint rate.
+    pub rate: RateLimiter,
     pub ledger: Arc<dyn Ledger>,
     /// The last readiness verdict and when it was taken (see `health::readyz`).
     pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,

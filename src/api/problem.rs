@@ -31,6 +31,17 @@ pub enum Code {
     StoredPolicyUnavailable,
     SigningUnavailable,
     AzureUnavailable,
+    MalformedToken,
+    AlgorithmNotAllowed,
+    UntrustedIssuer,
+    UnknownSigningKey,
+    BadSignature,
+    TokenExpired,
+    TokenNotYetValid,
+    WrongAudience,
+    MissingClaim,
+    OidcUnavailable,
+    RateLimited,
     Internal,
 }
 
@@ -58,13 +69,34 @@ impl Code {
             Code::StoredPolicyUnavailable => "stored_policy_unavailable",
             Code::SigningUnavailable => "signing_unavailable",
             Code::AzureUnavailable => "azure_unavailable",
+            Code::MalformedToken => "malformed_token",
+            Code::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Code::UntrustedIssuer => "untrusted_issuer",
+            Code::UnknownSigningKey => "unknown_signing_key",
+            Code::BadSignature => "bad_signature",
+            Code::TokenExpired => "token_expired",
+            Code::TokenNotYetValid => "token_not_yet_valid",
+            Code::WrongAudience => "wrong_audience",
+            Code::MissingClaim => "missing_claim",
+            Code::OidcUnavailable => "oidc_unavailable",
+            Code::RateLimited => "rate_limited",
             Code::Internal => "internal",
         }
     }
 
     fn status(self) -> StatusCode {
         match self {
-            Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Code::Unauthenticated
+            | Code::MalformedToken
+            | Code::AlgorithmNotAllowed
+            | Code::UntrustedIssuer
+            | Code::UnknownSigningKey
+            | Code::BadSignature
+            | Code::TokenExpired
+            | Code::TokenNotYetValid
+            | Code::WrongAudience
+            | Code::MissingClaim => StatusCode::UNAUTHORIZED,
+            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Code::Forbidden
             | Code::AccountScopeForbidden
             | Code::TtlExceedsPolicy
@@ -83,7 +115,8 @@ impl Code {
             Code::LedgerUnavailable
             | Code::StoredPolicyUnavailable
             | Code::SigningUnavailable
-            | Code::AzureUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Code::AzureUnavailable
+            | Code::OidcUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -110,6 +143,18 @@ impl Code {
             Code::StoredPolicyUnavailable => "Stored access policy unavailable",
             Code::SigningUnavailable => "Signing key unavailable",
             Code::AzureUnavailable => "Azure unavailable",
+            Code::MalformedToken => "Malformed token",
+            Code::AlgorithmNotAllowed => "Token algorithm not accepted",
+            Code::UntrustedIssuer => "Token issuer not trusted",
+            Code::UnknownSigningKey => "Unknown token signing key",
+            Code::BadSignature => "Token signature invalid",
+            Code::TokenExpired => "Token expired",
+            Code::TokenNotYetValid => "Token not yet valid",
+            Code::WrongAudience => "Token audience not accepted",
+            Code::MissingClaim => "Token lacks a required claim",
+            Code::OidcUnavailable => "OIDC keys unavailable",
+            Code::RateLimited => "Too many mints",
+
             Code::Internal => "Internal error",
         }
     }
@@ -125,11 +170,14 @@ pub struct Problem {
     pub detail: String,
     pub code: Code,
     /// For policy denials: one reason per rule considered.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub reasons: Vec<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub reasons: Box<[String]>,
     /// For 5xx: the id under which the server logged the details.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_id: Option<String>,
+    /// For 429: seconds until a retry can succeed (also sent as `Retry-After`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -141,14 +189,15 @@ impl Problem {
             status: code.status().as_u16(),
             detail: detail.into(),
             code,
-            reasons: Vec::new(),
+            reasons: Box::default(),
             error_id: None,
+            retry_after: None,
         }
     }
 
     /// Adds per-rule reasons.
     pub fn with_reasons(mut self, reasons: Vec<String>) -> Self {
-        self.reasons = reasons;
+        self.reasons = reasons.into_boxed_slice();
         self
     }
 
@@ -198,7 +247,9 @@ impl IntoResponse for Problem {
             HeaderValue::from_static("application/problem+json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             // Every 503 here is a dependency that recovers without a restart.
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
         }

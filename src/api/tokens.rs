@@ -25,6 +25,9 @@ pub async fn create(
         .into_response();
     };
     let now = chrono::Utc::now();
+    if let Err(problem) = rate_limit(&state, &principal, now) {
+        return problem.into_response();
+    }
     let client = Some(peer.ip().to_string());
     let request = serde_json::from_slice::<serde_json::Value>(&body)
         .map_err(|_| MintError::InvalidRequest("the body must be JSON, for example {\"account\": \"…\", \"container\": \"…\", \"blob\": \"…\"}".into()))
@@ -40,6 +43,28 @@ pub async fn create(
         }
         Err(e) => problem_of(e).into_response(),
     }
+}
+
+/// Takes one mint from the caller's bucket, or refuses with 429 and `Retry-After`.
+pub fn rate_limit(
+    state: &AppState,
+    principal: &crate::auth::Principal,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Problem> {
+    state
+        .rate
+        .take(&principal.ledger_name(), now)
+        .map_err(|seconds| {
+            tracing::warn!(principal = %principal.name, retry_after = seconds, "mint rate limit reached");
+            let mut p = Problem::new(
+                Code::RateLimited,
+                format!(
+                    "this principal has minted too many tokens in a short time; retry in {seconds} s (limits.mint_rate_per_minute, limits.mint_burst)"
+                ),
+            );
+            p.retry_after = Some(u32::try_from(seconds).unwrap_or(u32::MAX));
+            p
+        })
 }
 
 /// The one mapping from mint errors to problems.

@@ -87,7 +87,7 @@ impl Broker {
             id: id.clone(),
             issued_at: now,
             principal: principal.ledger_name(),
-            principal_claims: None,
+            principal_claims: self.decided_claims(principal, &grant.rule_id),
             client_addr,
             account: req.account.clone(),
             container: req.container.as_str().to_owned(),

@@ -376,7 +376,7 @@ impl Broker {
         let subject = Subject {
             name: principal.name.clone(),
             roles: principal.roles.clone(),
-            oidc: None,
+            oidc: principal.oidc.clone(),
         };
         match self.policy.decide(&subject, req) {
             Decision::Allow(g) => Ok((account, g)),
@@ -454,7 +454,7 @@ impl Broker {
             id: id.clone(),
             issued_at: now,
             principal: principal.ledger_name(),
-            principal_claims: None,
+            principal_claims: self.decided_claims(principal, &grant.rule_id),
             client_addr,
             account: req.account.clone(),
             container: req.container.as_str().to_owned(),
@@ -501,6 +501,27 @@ impl Broker {
 }
 
 impl Broker {
+    /// For an OIDC caller, the claims that decided: `iss`, `sub`, `aud`, `jti` (when present)
+    /// and every claim the granting rule matched on. Recorded with the issuance.
+    pub(super) fn decided_claims(
+        &self,
+        principal: &Principal,
+        rule_id: &str,
+    ) -> Option<serde_json::Value> {
+        let oidc = principal.oidc.as_ref()?;
+        let mut out = serde_json::Map::new();
+        let rule = self.policy.rules().iter().find(|r| r.id() == rule_id);
+        let names = ["iss", "sub", "aud", "jti"]
+            .into_iter()
+            .chain(rule.into_iter().flat_map(|r| r.claims().map(|(k, _)| k)));
+        for name in names {
+            if let Some(v) = oidc.claims.get(name) {
+                out.insert(name.to_owned(), v.clone());
+            }
+        }
+        Some(serde_json::Value::Object(out))
+    }
+
     /// Signs `sas` the way its account and revocation mode require: with the account key when
     /// it is bound to a stored access policy or the account signs with its key, else with the
     /// account's current user delegation key (`scid` = `issuance_id` unless switched off).

@@ -15,8 +15,13 @@ use figment::providers::{Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 mod delegation;
+mod oidc;
 
 pub use delegation::{Delegation, EntraSection, MAX_KEY_LIFETIME, RENEW_MARGIN};
+pub use oidc::{AuthSection, OidcSection};
+
+use crate::auth::oidc::IssuerConfig;
+use crate::auth::rate::RateLimit;
 
 use crate::ledger::SigningMode;
 use crate::policy::parse_duration;
@@ -31,6 +36,7 @@ pub const ABSOLUTE_MAX_TTL: Duration = Duration::days(7);
 /// Top-level sections that `SASGATE_` variables may set. Other `SASGATE_` variables (account
 /// keys named by `key_env`, the CLI's `SASGATE_URL`/`SASGATE_TOKEN`) are not configuration.
 const SECTIONS: &[&str] = &[
+    "auth",
     "server",
     "ledger",
     "limits",
@@ -50,6 +56,8 @@ pub struct RawConfig {
     pub policy: PolicySection,
     pub log: LogSection,
     pub stored_policies: StoredPoliciesSection,
+    #[serde(default)]
+    pub auth: AuthSection,
     #[serde(default)]
     pub accounts: Vec<AccountSection>,
     #[serde(default)]
@@ -82,6 +90,10 @@ pub struct LimitsSection {
     pub max_ttl: String,
     pub default_ttl: String,
     pub start_backdate: String,
+    /// Mints (tokens and links) each principal may make per minute, sustained.
+    pub mint_rate_per_minute: u32,
+    /// Mints each principal may make at once before the rate applies.
+    pub mint_burst: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -159,7 +171,10 @@ impl Default for RawConfig {
                 max_ttl: "1h".into(),
                 default_ttl: "15m".into(),
                 start_backdate: "15m".into(),
+                mint_rate_per_minute: 60,
+                mint_burst: 20,
             },
+            auth: AuthSection::default(),
             policy: PolicySection {
                 dir: PathBuf::from("policy"),
             },
@@ -239,6 +254,10 @@ pub struct Config {
     pub log_level: String,
     pub accounts: BTreeMap<String, Account>,
     pub principals: Vec<ApiKeyPrincipal>,
+    /// Trusted OIDC issuers.
+    pub oidc: Vec<IssuerConfig>,
+    /// The per-principal mint rate.
+    pub mint_rate: RateLimit,
     /// Problems worth a warning at start-up that do not stop it (e.g. a `SASGATE_` variable
     /// that configures nothing, usually a typo).
     pub warnings: Vec<String>,
@@ -268,6 +287,7 @@ const KNOWN_VARIABLES: &[&str] = &[
     "SASGATE_CONFIG",
     "SASGATE_AZURITE_BIN",
     "SASGATE_TEST_PG",
+    "SASGATE_OIDC_TOKEN",
 ];
 
 impl Config {
@@ -507,6 +527,13 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             );
         }
     }
+    if raw.limits.mint_rate_per_minute == 0 || raw.limits.mint_burst == 0 {
+        err(
+            "limits.mint_rate_per_minute",
+            "and limits.mint_burst must be at least 1".into(),
+        );
+    }
+    let oidc = oidc::validate(&raw.auth.oidc, &mut |k, m| err(k, m));
     if raw.server.max_body_bytes < 256 {
         err("server.max_body_bytes", "must be at least 256".into());
     }
@@ -800,6 +827,11 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
                 .collect(),
             accounts,
             principals,
+            oidc,
+            mint_rate: RateLimit {
+                per_minute: raw.limits.mint_rate_per_minute,
+                burst: raw.limits.mint_burst,
+            },
         }),
         _ => Err(ConfigErrors(errors)),
     }

@@ -8,7 +8,11 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 
+pub mod oidc;
+pub mod rate;
+
 use crate::config::ApiKeyPrincipal;
+use crate::policy::OidcSubject;
 
 /// Every sasgate API key starts with this, so scanners can recognise a leaked one.
 pub const API_KEY_PREFIX: &str = "sgk_";
@@ -40,11 +44,13 @@ pub fn generate_api_key() -> Result<NewApiKey, getrandom::Error> {
 }
 
 /// Who is calling: the result of authentication, the input of policy.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Principal {
-    /// The configured principal name.
+    /// The configured principal name; for an OIDC caller `<issuer-name>#<sub>`.
     pub name: String,
     pub roles: Vec<String>,
+    /// Present for a caller that authenticated with an OIDC token: its verified claims.
+    pub oidc: Option<OidcSubject>,
 }
 
 impl Principal {
@@ -53,9 +59,26 @@ impl Principal {
         self.roles.iter().any(|r| r == "admin")
     }
 
-    /// The name recorded in the ledger: `user:<name>`.
+    /// The name recorded in the ledger: `user:<name>`, or `oidc:<issuer-name>#<sub>`.
     pub fn ledger_name(&self) -> String {
-        format!("user:{}", self.name)
+        match &self.oidc {
+            Some(_) => format!("oidc:{}", self.name),
+            None => format!("user:{}", self.name),
+        }
+    }
+
+    /// The principal of a verified OIDC token. It has no roles: OIDC callers are matched by
+    /// `oidc:<issuer-name>` principals and their claims only, and can never be admins.
+    pub fn from_oidc(token: oidc::VerifiedToken) -> Self {
+        let sub: String = token.subject.chars().take(200).collect();
+        Principal {
+            name: format!("{}#{sub}", token.issuer_name),
+            roles: Vec::new(),
+            oidc: Some(OidcSubject {
+                issuer: token.issuer_name,
+                claims: token.claims,
+            }),
+        }
     }
 }
 
@@ -75,6 +98,7 @@ pub fn authenticate_api_key(principals: &[ApiKeyPrincipal], presented: &str) -> 
     found.map(|p| Principal {
         name: p.name.clone(),
         roles: p.roles.clone(),
+        oidc: None,
     })
 }
 
