@@ -52,7 +52,7 @@ async fn policy_check_and_explain_load_what_the_server_loads() {
     let config = setup.config.to_str().unwrap();
     let o = sasgate(&["policy", "check", "--config", config], &[]).await;
     assert!(o.status.success(), "{}", out(&o));
-    assert!(out(&o).contains("ok: 6 rules"), "{}", out(&o));
+    assert!(out(&o).contains("ok: 10 rules"), "{}", out(&o));
 
     let o = sasgate(
         &[
@@ -159,7 +159,8 @@ async fn mint_and_issuances_through_the_cli() {
     .await;
     let text = out(&o);
     assert!(
-        text.contains("AZURE_STORAGE_SAS_TOKEN=sv=") && text.contains("SASGATE_ISSUANCE_ID=iss_"),
+        text.contains("export AZURE_STORAGE_SAS_TOKEN='sv=")
+            && text.contains("export SASGATE_ISSUANCE_ID='iss_"),
         "{text}"
     );
 

@@ -99,6 +99,14 @@ pub fn write_setup_in(
         }
     }
     let keys: Vec<_> = (0..3).map(|_| generate_api_key().unwrap()).collect();
+    // The OIDC issuers of the shipped policies, trusting the test key set (tests/keys/); a copy,
+    // so that a test can rotate it.
+    let jwks = dir.path().join("jwks.json");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/keys/oidc-jwks.json"),
+        &jwks,
+    )
+    .unwrap();
     let ledger = ledger_path
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.path().join("ledger.db"));
@@ -111,6 +119,23 @@ public_url = "http://127.0.0.1:0"
 url = "sqlite://{ledger}"
 [policy]
 dir = "{policy}"
+[limits]
+mint_burst = 1000000
+mint_rate_per_minute = 1000000
+[[auth.oidc]]
+name = "github"
+issuer = "https://token.actions.githubusercontent.com"
+audiences = ["sasgate"]
+jwks_file = "{jwks}"
+algorithms = ["RS256", "ES256"]
+required_claims = ["repository", "repository_owner_id", "ref"]
+jwks_min_refresh_interval = "1s"
+[[auth.oidc]]
+name = "gitlab"
+issuer = "https://gitlab.com"
+audiences = ["sasgate"]
+jwks_file = "{jwks}"
+required_claims = ["project_path", "ref", "ref_type"]
 [principals.alice]
 api_key_sha256 = "{a}"
 roles = ["researcher"]
@@ -125,6 +150,7 @@ roles = ["ci"]
 "#,
         ledger = ledger.display(),
         policy = policy.display(),
+        jwks = jwks.display(),
         a = keys[0].sha256_hex,
         b = keys[1].sha256_hex,
         c = keys[2].sha256_hex,
