@@ -73,12 +73,37 @@ enum Command {
     /// Check or explain the policy exactly as the server loads it.
     #[command(subcommand)]
     Policy(PolicyCommand),
-    /// Ask the broker for a SAS (reads SASGATE_URL and SASGATE_TOKEN).
+    /// Ask the broker for a SAS (reads SASGATE_URL and an OIDC token or SASGATE_TOKEN)
+    ///
+    /// Credentials: with --auth auto (the default) the first of these that is present is used:
+    ///   1. --oidc-token-file PATH: an OIDC token (JWT) in a file (GitLab id_tokens written to a
+    ///      file, a Kubernetes projected service account token);
+    ///   2. SASGATE_OIDC_TOKEN: an OIDC token (GitLab CI: `id_tokens: SASGATE_OIDC_TOKEN: aud:
+    ///      sasgate`);
+    ///   3. GitHub Actions: when ACTIONS_ID_TOKEN_REQUEST_URL and ACTIONS_ID_TOKEN_REQUEST_TOKEN
+    ///      are set (the job has `permissions: id-token: write`), an ID token for --audience;
+    ///   4. SASGATE_TOKEN: a sasgate API key (sgk_…).
+    ///
+    /// --auth oidc uses only 1-3 and fails when none is present; --auth api-key uses only 4.
+    /// A source that is present but unusable (unreadable file, empty token, refused GitHub
+    /// request) is an error; the next one is not tried. Tokens are never printed.
+    #[command(verbatim_doc_comment)]
     Mint {
         #[command(flatten)]
         request: RequestArgs,
+        /// How to print the token.
         #[arg(long, value_enum, default_value_t = client::Output::Url)]
         output: client::Output,
+        /// Which credential to present (order above).
+        #[arg(long, value_enum, default_value_t = client::AuthMode::Auto)]
+        auth: client::AuthMode,
+        /// Read the OIDC token (JWT) from this file; surrounding whitespace is ignored.
+        #[arg(long, value_name = "PATH")]
+        oidc_token_file: Option<PathBuf>,
+        /// The audience of the ID token asked of GitHub Actions (tokens from a file or
+        /// SASGATE_OIDC_TOKEN carry the audience they were issued for).
+        #[arg(long, default_value = "sasgate")]
+        audience: String,
     },
     /// Revoke an issuance (admins; reads SASGATE_URL and SASGATE_TOKEN) and print what that
     /// achieved.
@@ -260,7 +285,21 @@ pub fn run() -> ExitCode {
         }) => server::policy_explain(config.config.as_deref(), &principal, &request.to_json()),
         Command::Serve(c) => block_on(server::serve(c.config)),
         Command::Dev(DevCommand::Seed(c)) => block_on(server::dev_seed(c.config.as_deref())),
-        Command::Mint { request, output } => block_on(client::mint(&request.to_json(), output)),
+        Command::Mint {
+            request,
+            output,
+            auth,
+            oidc_token_file,
+            audience,
+        } => block_on(client::mint(
+            &request.to_json(),
+            output,
+            &client::CredentialArgs {
+                auth,
+                oidc_token_file,
+                audience,
+            },
+        )),
         Command::Issuances(IssuancesCommand::List {
             principal,
             account,
