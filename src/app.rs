@@ -129,6 +129,21 @@ pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
     Ok(set)
 }
 
+/// Opens the configured ledger (`sqlite://…`), running its migrations.
+pub async fn open_ledger(config: &Config) -> Result<Arc<dyn Ledger>, StartupError> {
+    let url = config.ledger_url.clone();
+    let options = SqliteOptions {
+        max_denials: config.max_denials,
+        ..SqliteOptions::default()
+    };
+    Ok(Arc::new(
+        tokio::task::spawn_blocking(move || SqliteLedger::open(&url, options))
+            .await
+            .map_err(|e| StartupError::Ledger(e.to_string()))?
+            .map_err(|e| StartupError::Ledger(e.to_string()))?,
+    ))
+}
+
 /// One Blob service client per configured account.
 fn clients(
     config: &Config,
@@ -202,17 +217,7 @@ impl Application {
     /// Opens the ledger, loads the policy and binds the listener.
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let policy = Arc::new(load_policy(&config)?);
-        let options = SqliteOptions {
-            max_denials: config.max_denials,
-            ..SqliteOptions::default()
-        };
-        let url = config.ledger_url.clone();
-        let ledger: Arc<dyn Ledger> = Arc::new(
-            tokio::task::spawn_blocking(move || SqliteLedger::open(&url, options))
-                .await
-                .map_err(|e| StartupError::Ledger(e.to_string()))?
-                .map_err(|e| StartupError::Ledger(e.to_string()))?,
-        );
+        let ledger = open_ledger(&config).await?;
         let listener =
             TcpListener::bind(config.listen)
                 .await

@@ -346,3 +346,45 @@ pub async fn emergency(
         .map(Json)
         .map_err(revoke_problem)
 }
+
+/// The ledger's verification report (admins): the whole chain and every issuance row.
+pub async fn ledger_verify(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<crate::ledger::chain::VerifyReport>, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::new(
+            Code::Forbidden,
+            "verifying the ledger needs the admin role",
+        ));
+    }
+    state
+        .ledger
+        .verify()
+        .await
+        .map(Json)
+        .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))
+}
+
+/// The chain head `{seq, hash}` (admins), to anchor elsewhere.
+pub async fn ledger_head(
+    State(state): State<AppState>,
+    Caller(caller): Caller,
+) -> Result<Json<serde_json::Value>, Problem> {
+    if !caller.is_admin() {
+        return Err(Problem::new(
+            Code::Forbidden,
+            "reading the ledger head needs the admin role",
+        ));
+    }
+    let head = state
+        .ledger
+        .chain_head()
+        .await
+        .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))?;
+    Ok(Json(serde_json::json!({
+        "seq": head.seq,
+        "hash": crate::ledger::chain::hex(&head.hash),
+        "head": head.text(),
+    })))
+}

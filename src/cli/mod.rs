@@ -65,6 +65,10 @@ struct ConfigArg {
 enum Command {
     /// Run the broker.
     Serve(ConfigArg),
+    /// The hash-chained ledger: verify it, export it, print its head (reads the ledger named
+    /// in the configuration directly).
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
     /// Print a new API key and the SHA-256 to put in `principals.<name>.api_key_sha256`.
     Keygen,
     /// Development helpers for a local emulator.
@@ -224,6 +228,36 @@ enum EmergencyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum LedgerCommand {
+    /// Check the whole chain and every issuance row against it. Exit status 1 names the first
+    /// bad record (deleted, edited, inserted or reordered).
+    Verify {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        /// A head recorded earlier (`<seq>:<sha256>`, from `sasgate ledger head`): the entry
+        /// at that seq must still have that hash. Without an anchor kept elsewhere, someone
+        /// with write access to the database could rewrite the whole chain consistently.
+        #[arg(long)]
+        anchor: Vec<String>,
+    },
+    /// Stream the chain as JSON lines (for a SIEM), oldest first.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long, value_enum, default_value_t = server::ExportFormat::Jsonl)]
+        format: server::ExportFormat,
+        /// Only entries after this sequence number (to resume).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Print the chain head `<seq>:<sha256>`, to anchor it elsewhere.
+    Head(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
 enum DevCommand {
     /// Create the demo containers and blobs on every configured local emulator account.
     Seed(ConfigArg),
@@ -284,6 +318,27 @@ pub fn run() -> ExitCode {
             request,
         }) => server::policy_explain(config.config.as_deref(), &principal, &request.to_json()),
         Command::Serve(c) => block_on(server::serve(c.config)),
+        Command::Ledger(LedgerCommand::Verify {
+            config,
+            json,
+            anchor,
+        }) => block_on(server::ledger_verify(
+            config.config.as_deref(),
+            json,
+            &anchor,
+        )),
+        Command::Ledger(LedgerCommand::Export {
+            config,
+            format,
+            after,
+        }) => block_on(server::ledger_export(
+            config.config.as_deref(),
+            format,
+            after,
+        )),
+        Command::Ledger(LedgerCommand::Head(c)) => {
+            block_on(server::ledger_head(c.config.as_deref()))
+        }
         Command::Dev(DevCommand::Seed(c)) => block_on(server::dev_seed(c.config.as_deref())),
         Command::Mint {
             request,

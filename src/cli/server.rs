@@ -213,3 +213,165 @@ pub async fn dev_seed(config_path: Option<&Path>) -> ExitCode {
     }
     ExitCode::SUCCESS
 }
+
+/// Export formats of `sasgate ledger export`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line: seq, kind, subject, at, event (the payload, whose canonical
+    /// form is exactly what was hashed), prev_hash, hash.
+    Jsonl,
+}
+
+async fn ledger_of(
+    config_path: Option<&Path>,
+) -> Result<std::sync::Arc<dyn crate::ledger::Ledger>, ExitCode> {
+    let config = load_config(config_path)?;
+    crate::app::open_ledger(&config).await.map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+pub async fn ledger_verify(config_path: Option<&Path>, json: bool, anchors: &[String]) -> ExitCode {
+    use crate::ledger::chain::{BadRecord, hex};
+    let mut parsed = Vec::new();
+    for a in anchors {
+        match a
+            .split_once(':')
+            .and_then(|(s, h)| Some((s.parse::<u64>().ok()?, h)))
+        {
+            Some((seq, hash)) if seq > 0 && hash.len() == 64 => {
+                parsed.push((seq, hash.to_ascii_lowercase()))
+            }
+            _ => {
+                eprintln!(
+                    "error: an anchor is <seq>:<64 hex characters>, as `sasgate ledger head` prints"
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let ledger = match ledger_of(config_path).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let mut report = match ledger.verify().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for (seq, hash) in parsed {
+        if report.first_bad.is_some() {
+            break;
+        }
+        let found = match ledger.chain_entries(seq - 1, 1).await {
+            Ok(page) => page.into_iter().next().filter(|e| e.seq == seq),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let problem = match found {
+            None => Some("the anchored entry is gone (the chain was cut short)"),
+            Some(e) if hex(&e.hash) != hash => {
+                Some("its hash differs from the anchor (the chain was rewritten up to here)")
+            }
+            Some(_) => None,
+        };
+        if let Some(problem) = problem {
+            report.first_bad = Some(BadRecord {
+                table: "chain",
+                record: seq.to_string(),
+                problem: problem.into(),
+            });
+        }
+    }
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
+    } else if let Some(bad) = &report.first_bad {
+        println!(
+            "FAILED: {} record {}: {} ({} chain entries checked before it)",
+            bad.table, bad.record, bad.problem, report.entries
+        );
+    } else {
+        println!(
+            "ok: {} chain entries, {} issuances agree with them; head {}",
+            report.entries, report.issuances, report.head
+        );
+    }
+    if report.first_bad.is_some() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+pub async fn ledger_export(
+    config_path: Option<&Path>,
+    format: ExportFormat,
+    after: u64,
+) -> ExitCode {
+    use std::io::Write as _;
+    let ExportFormat::Jsonl = format;
+    let ledger = match ledger_of(config_path).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut after = after;
+    loop {
+        let page = match ledger.chain_entries(after, 5_000).await {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        for e in &page {
+            let event: serde_json::Value =
+                serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+            let line = serde_json::json!({
+                "seq": e.seq,
+                "kind": e.kind,
+                "subject": e.subject,
+                "at": crate::ledger::chain::time(e.at),
+                "event": event,
+                "prev_hash": crate::ledger::chain::hex(&e.prev_hash),
+                "hash": crate::ledger::chain::hex(&e.hash),
+            });
+            if writeln!(out, "{line}").is_err() {
+                // The reader went away (e.g. `| head`).
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
+    if out.flush().is_err() {
+        return ExitCode::SUCCESS;
+    }
+    ExitCode::SUCCESS
+}
+
+pub async fn ledger_head(config_path: Option<&Path>) -> ExitCode {
+    let ledger = match ledger_of(config_path).await {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
+    match ledger.chain_head().await {
+        Ok(head) => {
+            println!("{}", head.text());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

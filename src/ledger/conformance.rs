@@ -69,7 +69,28 @@ pub async fn run_all(ledger: Arc<dyn Ledger>, options: &ConformanceOptions) -> O
     if options.admin {
         delegation_key_revocation(&*ledger).await?;
     }
+    chain_verifies(&*ledger).await?;
     ok("check", ledger.check().await)?;
+    Ok(())
+}
+
+/// After everything above, the chain is whole and agrees with every issuance row.
+pub async fn chain_verifies(ledger: &dyn Ledger) -> Outcome {
+    let report = ok("verify", ledger.verify().await)?;
+    ensure!(
+        report.first_bad.is_none(),
+        "verify found a bad record: {:?}",
+        report.first_bad
+    );
+    let head = ok("chain_head", ledger.chain_head().await)?;
+    ensure!(
+        report.entries == head.seq && head.seq >= report.issuances,
+        "the chain ({} entries, head {}) does not cover the {} issuances",
+        report.entries,
+        head.seq,
+        report.issuances
+    );
+    ensure!(report.issuances > 0, "no issuance was checked");
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! [`Ledger`] is the one storage trait; each backend implements it and passes the same
 //! conformance suite. The SQLite backend is the embedded default.
 
+pub mod chain;
 pub mod conformance;
 pub mod sqlite;
 
@@ -363,6 +364,55 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Emergency stops recorded for `account`, newest first.
     async fn key_revocations(&self, account: &str) -> Result<Vec<KeyRevocation>, LedgerError>;
+
+    /// The last entry of the hash chain (`seq` 0 when empty).
+    async fn chain_head(&self) -> Result<chain::ChainHead, LedgerError>;
+
+    /// Chain entries with `seq` > `after`, in order, at most `limit` (1–10 000).
+    async fn chain_entries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<chain::ChainEntry>, LedgerError>;
+
+    /// Checks the whole chain, then every issuance row against it; names the first bad record.
+    async fn verify(&self) -> Result<chain::VerifyReport, LedgerError> {
+        let mut verifier = chain::Verifier::new();
+        // Read first: entries appended meanwhile are checked too, but the chain must reach it.
+        let head = self.chain_head().await?;
+        let mut after = 0;
+        loop {
+            let page = self.chain_entries(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                verifier.entry(e);
+            }
+            if verifier.failed() {
+                return Ok(verifier.finish());
+            }
+        }
+        verifier.reached(&head);
+        if verifier.failed() {
+            return Ok(verifier.finish());
+        }
+        let mut cursor: Option<String> = None;
+        // Expired or not, every row: the status filter is left empty.
+        let now = Utc::now();
+        loop {
+            let page = self
+                .list(&ListFilter::default(), now, 1000, cursor.as_deref())
+                .await?;
+            for r in &page.items {
+                verifier.issuance(r);
+            }
+            match page.next_cursor {
+                Some(c) if !verifier.failed() => cursor = Some(c),
+                _ => break,
+            }
+        }
+        Ok(verifier.finish())
+    }
 
     /// The link of an issuance, and its redemptions, newest first.
     async fn link(

@@ -27,6 +27,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, Transac
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
+use super::chain::{ChainEntry, ChainHead, Event};
 use super::{
     DenialRecord, IssuanceRecord, KeyRevocation, Ledger, LedgerError, LinkRecord, ListFilter,
     LivePolicy, Page, PolicyRecord, RedeemOutcome, Redemption, RevocationMode, SigningMode, Status,
@@ -163,6 +164,11 @@ const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "delegation",
         sql: include_str!("migrations/0003_delegation.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "chain",
+        sql: include_str!("migrations/0004_chain.sql"),
     },
 ];
 
@@ -462,6 +468,12 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
             rusqlite::params![m.version, m.name, checksum(m.sql), saturating_ns(Utc::now())],
         )
         .map_err(fail)?;
+        if m.version == 4 {
+            let entries = backfill_chain(&tx).map_err(fail)?;
+            if entries > 0 {
+                tracing::info!(entries, "existing records written to the new hash chain");
+            }
+        }
         tracing::info!(
             version = m.version,
             name = m.name,
@@ -469,6 +481,132 @@ fn migrate(conn: &mut Connection) -> Result<(), LedgerError> {
         );
     }
     tx.commit().map_err(fail)
+}
+
+/// The chain head, read inside a write transaction (which holds SQLite's write lock, so no other
+/// writer can move it until commit).
+pub(super) fn chain_head(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<ChainHead> {
+    tx.query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |r| {
+        let seq: i64 = r.get(0)?;
+        let hash: Vec<u8> = r.get(1)?;
+        Ok(ChainHead {
+            seq: u64::try_from(seq).unwrap_or(0),
+            hash: hash.try_into().unwrap_or([0; 32]),
+        })
+    })
+}
+
+/// Appends the entry for `event` after `head` and advances it.
+pub(super) fn chain_push(
+    tx: &rusqlite::Transaction<'_>,
+    head: &mut ChainHead,
+    event: &Event<'_>,
+) -> rusqlite::Result<()> {
+    let e = head.next(event);
+    tx.prepare_cached(
+        "INSERT INTO chain (seq, kind, subject, at, payload, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(rusqlite::params![
+        i64::try_from(e.seq).unwrap_or(i64::MAX),
+        e.kind,
+        e.subject,
+        saturating_ns(e.at),
+        e.payload,
+        &e.prev_hash[..],
+        &e.hash[..],
+    ])?;
+    head.advance(&e);
+    Ok(())
+}
+
+/// Stores the moved head.
+pub(super) fn chain_save(tx: &rusqlite::Transaction<'_>, head: &ChainHead) -> rusqlite::Result<()> {
+    tx.prepare_cached("UPDATE chain_head SET seq = ?1, hash = ?2 WHERE id = 1")?
+        .execute(rusqlite::params![
+            i64::try_from(head.seq).unwrap_or(i64::MAX),
+            &head.hash[..]
+        ])?;
+    Ok(())
+}
+
+/// Appends `events` in one go (admin operations).
+pub(super) fn chain_append(
+    tx: &rusqlite::Transaction<'_>,
+    events: &[Event<'_>],
+) -> rusqlite::Result<()> {
+    let mut head = chain_head(tx)?;
+    for e in events {
+        chain_push(tx, &mut head, e)?;
+    }
+    chain_save(tx, &head)
+}
+
+/// Writes the records a ledger held before the chain existed into it, in their stored order:
+/// each issuance, its link, its redemptions and its revocation. Returns the entries written.
+fn backfill_chain(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+    let records: Vec<IssuanceRecord> = {
+        let mut stmt = tx.prepare(&format!(
+            "SELECT {ISSUANCE_COLUMNS} FROM issuances ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map([], issuance_from_row)?;
+        rows.collect::<Result<_, _>>()?
+    };
+    let mut head = chain_head(tx)?;
+    for r in &records {
+        chain_push(tx, &mut head, &Event::Issuance(r))?;
+        let link = tx
+            .query_row(
+                "SELECT code_sha256, expires_at, max_uses, uses FROM links WHERE issuance_id = ?1",
+                [&r.id],
+                |row| {
+                    Ok(LinkRecord {
+                        issuance_id: r.id.clone(),
+                        code_sha256: hex_lower(&row.get::<_, Vec<u8>>(0)?),
+                        expires_at: from_ns(row.get(1)?),
+                        max_uses: row.get(2)?,
+                        uses: row.get(3)?,
+                    })
+                },
+            )
+            .optional()?;
+        if let Some(link) = link {
+            chain_push(tx, &mut head, &Event::Link(&link))?;
+            let redemptions: Vec<Redemption> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, at, client_addr, user_agent, signature_sha256, expires_on FROM redemptions WHERE issuance_id = ?1 ORDER BY seq",
+                )?;
+                let rows = stmt.query_map([&r.id], |row| {
+                    Ok(Redemption {
+                        id: row.get(0)?,
+                        issuance_id: r.id.clone(),
+                        at: from_ns(row.get(1)?),
+                        client_addr: row.get(2)?,
+                        user_agent: row.get(3)?,
+                        signature_sha256: hex_lower(&row.get::<_, Vec<u8>>(4)?),
+                        expires_on: from_ns(row.get(5)?),
+                    })
+                })?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for red in &redemptions {
+                chain_push(tx, &mut head, &Event::Redemption(red))?;
+            }
+        }
+        if r.status == StoredStatus::Revoked {
+            chain_push(
+                tx,
+                &mut head,
+                &Event::Revocation {
+                    issuance_id: &r.id,
+                    at: r.revoked_at.unwrap_or_default(),
+                    by: r.revoked_by.as_deref().unwrap_or(""),
+                    reason: r.revoke_reason.as_deref().unwrap_or(""),
+                },
+            )?;
+        }
+    }
+    chain_save(tx, &head)?;
+    Ok(head.seq)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -1064,6 +1202,7 @@ fn insert_group(
 ) -> rusqlite::Result<Vec<Result<(), String>>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut results = Vec::with_capacity(records.len());
+    let mut head = chain_head(&tx)?;
     {
         let mut stmt = tx.prepare_cached(INSERT_ISSUANCE)?;
         for r in records {
@@ -1076,11 +1215,20 @@ fn insert_group(
             };
             let inserted = execute_insert(&mut stmt, r, &stored);
             match inserted {
-                Ok(_) => results.push(Ok(())),
+                Ok(_) => {
+                    // The record and its chain entry stand or fall together (with the group).
+                    for event in Event::of_append(r) {
+                        chain_push(&tx, &mut head, &event)?;
+                    }
+                    results.push(Ok(()));
+                }
                 Err(e) if !is_connection_fault(&e) => results.push(Err(e.to_string())),
                 Err(e) => return Err(e),
             }
         }
+    }
+    if !records.is_empty() {
+        chain_save(&tx, &head)?;
     }
     if with_health {
         tx.execute(
@@ -1359,7 +1507,9 @@ impl Ledger for SqliteLedger {
         link: LinkRecord,
     ) -> Result<(), LedgerError> {
         self.admin
-            .write(move |tx| admin::append_link(tx, |tx| insert_issuance(tx, &record), &link))
+            .write(move |tx| {
+                admin::append_link(tx, &record, |tx| insert_issuance(tx, &record), &link)
+            })
             .await
     }
 
@@ -1372,6 +1522,58 @@ impl Ledger for SqliteLedger {
         self.admin
             .write(move |tx| admin::redeem(tx, &code, redemption))
             .await
+    }
+
+    async fn chain_head(&self) -> Result<ChainHead, LedgerError> {
+        self.read(|conn| {
+            conn.query_row("SELECT seq, hash FROM chain_head WHERE id = 1", [], |r| {
+                let seq: i64 = r.get(0)?;
+                let hash: Vec<u8> = r.get(1)?;
+                Ok(ChainHead {
+                    seq: u64::try_from(seq).unwrap_or(0),
+                    hash: hash.try_into().unwrap_or([0; 32]),
+                })
+            })
+            .map_err(|e| unavailable("ledger read failed", e))
+        })
+        .await
+    }
+
+    async fn chain_entries(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<ChainEntry>, LedgerError> {
+        let limit = i64::try_from(limit.clamp(1, 10_000)).unwrap_or(10_000);
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT seq, kind, subject, at, payload, prev_hash, hash FROM chain WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(|e| unavailable("ledger read failed", e))?;
+            let rows = stmt
+                .query_map(rusqlite::params![after, limit], |r| {
+                    let digest = |i: usize| -> rusqlite::Result<[u8; 32]> {
+                        let v: Vec<u8> = r.get(i)?;
+                        v.try_into()
+                            .map_err(|_| conversion_error(i, "a digest that is not 32 bytes".into()))
+                    };
+                    Ok(ChainEntry {
+                        seq: u64::try_from(r.get::<_, i64>(0)?).unwrap_or(0),
+                        kind: r.get(1)?,
+                        subject: r.get(2)?,
+                        at: from_ns(r.get(3)?),
+                        payload: r.get(4)?,
+                        prev_hash: digest(5)?,
+                        hash: digest(6)?,
+                    })
+                })
+                .map_err(|e| unavailable("ledger read failed", e))?;
+            rows.collect::<Result<_, _>>()
+                .map_err(|e| unavailable("ledger read failed", e))
+        })
+        .await
     }
 
     async fn revoke_delegation_keys(

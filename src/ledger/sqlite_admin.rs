@@ -12,9 +12,10 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ISSUANCE_COLUMNS, configure, from_ns, hex_lower, issuance_from_row, ns, sha256_from_hex,
-    unavailable,
+    ISSUANCE_COLUMNS, chain_append, configure, from_ns, hex_lower, issuance_from_row, ns,
+    sha256_from_hex, unavailable,
 };
+use crate::ledger::chain::Event;
 use crate::ledger::{
     GoneReason, IssuanceRecord, KeyRevocation, LedgerError, LinkRecord, LivePolicy, PolicyRecord,
     RedeemOutcome, Redemption, StoredStatus,
@@ -110,11 +111,24 @@ pub(super) fn revoke(
     reason: &str,
     at: DateTime<Utc>,
 ) -> Result<Option<IssuanceRecord>, LedgerError> {
-    tx.execute(
-        "UPDATE issuances SET status = 'revoked', revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1 AND status = 'active'",
-        params![id, time("revoked_at", at)?, by, reason],
-    )
-    .map_err(db)?;
+    let changed = tx
+        .execute(
+            "UPDATE issuances SET status = 'revoked', revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1 AND status = 'active'",
+            params![id, time("revoked_at", at)?, by, reason],
+        )
+        .map_err(db)?;
+    if changed > 0 {
+        chain_append(
+            tx,
+            &[Event::Revocation {
+                issuance_id: id,
+                at,
+                by,
+                reason,
+            }],
+        )
+        .map_err(db)?;
+    }
     get(tx, id)
 }
 
@@ -143,11 +157,27 @@ pub(super) fn revoke_policy(
         params![account, container, policy_id, at_ns, by, reason],
     )
     .map_err(db)?;
-    tx.execute(
-        "UPDATE policies SET removed_at = ?4 WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND removed_at IS NULL",
-        params![account, container, policy_id, at_ns],
-    )
-    .map_err(db)?;
+    let removed = tx
+        .execute(
+            "UPDATE policies SET removed_at = ?4 WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND removed_at IS NULL",
+            params![account, container, policy_id, at_ns],
+        )
+        .map_err(db)?;
+    if removed > 0 || !ids.is_empty() {
+        chain_append(
+            tx,
+            &[Event::PolicyRemoved {
+                account,
+                container,
+                policy_id,
+                at,
+                by: Some(by),
+                reason: Some(reason),
+                revoked: &ids,
+            }],
+        )
+        .map_err(db)?;
+    }
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
         if let Some(r) = get(tx, &id)? {
@@ -183,7 +213,7 @@ pub(super) fn create_policy(
         params![account, container, policy_id, generation, permissions, time("created_at", at)?],
     )
     .map_err(db)?;
-    Ok(PolicyRecord {
+    let record = PolicyRecord {
         account: account.to_owned(),
         container: container.to_owned(),
         policy_id,
@@ -191,7 +221,9 @@ pub(super) fn create_policy(
         permissions: permissions.to_owned(),
         created_at: at,
         removed_at: None,
-    })
+    };
+    chain_append(tx, &[Event::PolicyCreated(&record)]).map_err(db)?;
+    Ok(record)
 }
 
 pub(super) fn live_policies(
@@ -234,20 +266,40 @@ pub(super) fn remove_policy(
     policy_id: &str,
     at: DateTime<Utc>,
 ) -> Result<(), LedgerError> {
-    tx.execute(
-        "UPDATE policies SET removed_at = ?4 WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND removed_at IS NULL",
-        params![account, container, policy_id, time("removed_at", at)?],
-    )
-    .map_err(db)?;
+    let removed = tx
+        .execute(
+            "UPDATE policies SET removed_at = ?4 WHERE account = ?1 AND container = ?2 AND policy_id = ?3 AND removed_at IS NULL",
+            params![account, container, policy_id, time("removed_at", at)?],
+        )
+        .map_err(db)?;
+    if removed > 0 {
+        chain_append(
+            tx,
+            &[Event::PolicyRemoved {
+                account,
+                container,
+                policy_id,
+                at,
+                by: None,
+                reason: None,
+                revoked: &[],
+            }],
+        )
+        .map_err(db)?;
+    }
     Ok(())
 }
 
 pub(super) fn append_link(
     tx: &rusqlite::Transaction<'_>,
+    record: &IssuanceRecord,
     insert_issuance: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), LedgerError>,
     link: &LinkRecord,
 ) -> Result<(), LedgerError> {
     insert_issuance(tx)?;
+    let mut events = Event::of_append(record);
+    events.push(Event::Link(link));
+    chain_append(tx, &events).map_err(db)?;
     tx.execute(
         "INSERT INTO links (issuance_id, code_sha256, expires_at, max_uses, uses) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![
@@ -313,6 +365,7 @@ pub(super) fn redeem(
         ],
     )
     .map_err(db)?;
+    chain_append(tx, &[Event::Redemption(&redemption)]).map_err(db)?;
     Ok(RedeemOutcome::Redeemed(Box::new(issuance)))
 }
 
@@ -394,6 +447,14 @@ pub(super) fn revoke_delegation_keys(
             revocation.reason,
             i64::try_from(ids.len()).unwrap_or(i64::MAX)
         ],
+    )
+    .map_err(db)?;
+    chain_append(
+        tx,
+        &[Event::KeyRevocation {
+            stop: &revocation,
+            revoked: &ids,
+        }],
     )
     .map_err(db)?;
     let mut out = Vec::with_capacity(ids.len());
