@@ -129,9 +129,20 @@ pub fn load_policy(config: &Config) -> Result<PolicySet, StartupError> {
     Ok(set)
 }
 
-/// Opens the configured ledger (`sqlite://…`), running its migrations.
+/// Opens the configured ledger (`sqlite://…` or `postgres://…`), running its migrations.
 pub async fn open_ledger(config: &Config) -> Result<Arc<dyn Ledger>, StartupError> {
     let url = config.ledger_url.clone();
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = crate::ledger::postgres::PgOptions {
+            max_denials: config.max_denials,
+            ..Default::default()
+        };
+        return Ok(Arc::new(
+            crate::ledger::postgres::PostgresLedger::open(&url, options)
+                .await
+                .map_err(|e| StartupError::Ledger(e.to_string()))?,
+        ));
+    }
     let options = SqliteOptions {
         max_denials: config.max_denials,
         ..SqliteOptions::default()

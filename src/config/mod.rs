@@ -545,10 +545,13 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             "ledger.url",
             "an in-memory ledger loses every record on restart; give a file such as sqlite://data/sasgate.db".into(),
         );
-    } else if !(raw.ledger.url.starts_with("sqlite:")) {
+    } else if !(raw.ledger.url.starts_with("sqlite:")
+        || raw.ledger.url.starts_with("postgres://")
+        || raw.ledger.url.starts_with("postgresql://"))
+    {
         err(
             "ledger.url",
-            "must be a sqlite:// URL (for example sqlite://data/sasgate.db)".into(),
+            "must be a sqlite:// URL (for example sqlite://data/sasgate.db) or a postgres:// URL (for several replicas)".into(),
         );
     }
     let log_json = match raw.log.format.as_str() {

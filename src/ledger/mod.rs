@@ -6,6 +6,8 @@
 
 pub mod chain;
 pub mod conformance;
+pub mod postgres;
+mod query;
 pub mod sqlite;
 
 use chrono::{DateTime, Utc};

@@ -13,24 +13,26 @@
 //! they never wait behind the writer: WAL readers see the last committed state.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver as StdReceiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 
 use super::chain::{ChainEntry, ChainHead, Event};
+use super::query::{
+    self, Counters, Dialect, ISSUANCE_COLUMNS, Param, RateLimit, Stored, bounded_json, checksum,
+    decode_cursor, from_ns, hex_lower, ns, saturating_ns, sha256_from_hex, signing_mode_str,
+    stored_status_str,
+};
 use super::{
     DenialRecord, IssuanceRecord, KeyRevocation, Ledger, LedgerError, LinkRecord, ListFilter,
-    LivePolicy, Page, PolicyRecord, RedeemOutcome, Redemption, RevocationMode, SigningMode, Status,
+    LivePolicy, Page, PolicyRecord, RedeemOutcome, Redemption, RevocationMode, SigningMode,
     StoredStatus,
 };
 
@@ -78,70 +80,6 @@ pub struct LedgerStats {
     pub denials_failed: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    commits: AtomicU64,
-    appended: AtomicU64,
-    append_failures: AtomicU64,
-    failed_commits: AtomicU64,
-    largest_group: AtomicU64,
-    reopens: AtomicU64,
-    denials_written: AtomicU64,
-    denials_dropped: AtomicU64,
-    denials_failed: AtomicU64,
-}
-
-impl Counters {
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> LedgerStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        LedgerStats {
-            commits: get(&self.commits),
-            appended: get(&self.appended),
-            append_failures: get(&self.append_failures),
-            failed_commits: get(&self.failed_commits),
-            largest_group: get(&self.largest_group),
-            reopens: get(&self.reopens),
-            denials_written: get(&self.denials_written),
-            denials_dropped: get(&self.denials_dropped),
-            denials_failed: get(&self.denials_failed),
-        }
-    }
-}
-
-/// Lets a repeated warning through at most once per interval.
-struct RateLimit {
-    next_ms: AtomicI64,
-    interval_ms: i64,
-}
-
-impl RateLimit {
-    fn new(interval: Duration) -> Self {
-        Self {
-            next_ms: AtomicI64::new(0),
-            interval_ms: i64::try_from(interval.as_millis()).unwrap_or(i64::MAX),
-        }
-    }
-
-    fn allow(&self) -> bool {
-        let now = Utc::now().timestamp_millis();
-        let next = self.next_ms.load(Ordering::Relaxed);
-        now >= next
-            && self
-                .next_ms
-                .compare_exchange(
-                    next,
-                    now.saturating_add(self.interval_ms),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                )
-                .is_ok()
-    }
-}
-
 /// The schema, in order. Each file is applied once, in one transaction with the others pending.
 struct Migration {
     version: i64,
@@ -181,14 +119,8 @@ const MAX_IDLE_READERS: usize = 8;
 const DENIAL_CHUNK: usize = 512;
 /// Append groups committed back to back before queued denials get a turn anyway.
 const DENIAL_STARVATION_LIMIT: u32 = 16;
-/// Stored JSON text longer than this (a denial's `request`) is replaced by a stub.
-const MAX_DENIAL_JSON: usize = 16 * 1024;
 /// The most denials one call to `denials` returns.
 const MAX_DENIALS_LISTED: usize = 10_000;
-
-const ISSUANCE_COLUMNS: &str = "id, issued_at, principal, principal_claims, client_addr, account, container, \
-     blob, resource, permissions, starts_on, expires_on, ip, protocol, version, rule, reason, signing_mode, \
-     revocation, policy_id, signature_sha256, status, revoked_at, revoked_by, revoke_reason, key_oid, key_tid";
 
 const INSERT_ISSUANCE: &str = "INSERT INTO issuances (id, issued_at, principal, principal_claims, client_addr, \
      account, container, blob, resource, permissions, starts_on, expires_on, ip, protocol, version, rule, reason, \
@@ -242,96 +174,6 @@ fn parse_location(url_or_path: &str) -> Result<Location, LedgerError> {
 
 fn unavailable(context: &str, e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(format!("{context}: {e}"))
-}
-
-/// A time as stored: nanoseconds since the epoch (UTC), so integer order is time order. `None`
-/// outside what an `i64` holds (before 1677-09-21 or after 2262-04-11).
-fn ns(t: DateTime<Utc>) -> Option<i64> {
-    t.timestamp_nanos_opt()
-}
-
-/// A stored time. Every `i64` is a valid one.
-fn from_ns(value: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_nanos(value)
-}
-
-/// A time that must be stored even when out of range (the ledger's own bookkeeping): the
-/// nearest representable one.
-fn saturating_ns(t: DateTime<Utc>) -> i64 {
-    ns(t).unwrap_or(if t.timestamp() < 0 {
-        i64::MIN
-    } else {
-        i64::MAX
-    })
-}
-
-/// Where a time falls relative to the times the ledger can store.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Bound {
-    /// Earlier than every storable time.
-    Below,
-    At(i64),
-    /// Later than every storable time.
-    Above,
-}
-
-fn bound(t: DateTime<Utc>) -> Bound {
-    match ns(t) {
-        Some(value) => Bound::At(value),
-        None if t.timestamp() < 0 => Bound::Below,
-        None => Bound::Above,
-    }
-}
-
-/// A record's time as stored, or why it cannot be.
-fn record_ns(what: &str, t: DateTime<Utc>) -> Result<i64, String> {
-    ns(t).ok_or_else(|| format!("{what} {t} is outside the times the ledger can store"))
-}
-
-/// A SHA-256 digest as stored: 32 bytes from 64 hex digits (either case).
-fn sha256_from_hex(text: &str) -> Option<[u8; 32]> {
-    fn nibble(c: u8) -> Option<u8> {
-        match c {
-            b'0'..=b'9' => Some(c - b'0'),
-            b'a'..=b'f' => Some(c - b'a' + 10),
-            b'A'..=b'F' => Some(c - b'A' + 10),
-            _ => None,
-        }
-    }
-    let text = text.as_bytes();
-    if text.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (byte, pair) in out.iter_mut().zip(text.chunks_exact(2)) {
-        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-    }
-    Some(out)
-}
-
-/// Lowercase hex of stored bytes.
-fn hex_lower(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    out
-}
-
-fn signing_mode_str(mode: SigningMode) -> &'static str {
-    match mode {
-        SigningMode::AccountKey => "account_key",
-        SigningMode::UserDelegation => "user_delegation",
-    }
-}
-
-fn stored_status_str(status: StoredStatus) -> &'static str {
-    match status {
-        StoredStatus::Active => "active",
-        StoredStatus::Revoked => "revoked",
-    }
 }
 
 /// Sets the per-connection pragmas every connection needs.
@@ -404,11 +246,6 @@ fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
         .map_err(|e| unavailable(&format!("cannot open {} for reading", path.display()), e))?;
     configure(&conn, false)?;
     Ok(conn)
-}
-
-fn checksum(sql: &str) -> String {
-    let digest = Sha256::digest(sql.replace('\r', "").as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Applies the pending migrations in one transaction; a no-op when the schema is current.
@@ -722,29 +559,13 @@ fn denial_from_row(row: &Row<'_>) -> rusqlite::Result<DenialRecord> {
     })
 }
 
-/// The position after which the next page starts: the last row's `(issued_at, id)`, as
-/// `v2|<issued_at in ns>|<id>` in unpadded base64url. (A listed record's time came from the
-/// database, so it is in range.)
-fn encode_cursor(record: &IssuanceRecord) -> String {
-    let at = saturating_ns(record.issued_at);
-    URL_SAFE_NO_PAD.encode(format!("v2|{at}|{}", record.id))
-}
-
-fn decode_cursor(cursor: &str) -> Result<(i64, String), LedgerError> {
-    let bytes = URL_SAFE_NO_PAD
-        .decode(cursor.trim())
-        .map_err(|_| LedgerError::InvalidCursor)?;
-    let text = String::from_utf8(bytes).map_err(|_| LedgerError::InvalidCursor)?;
-    let rest = text.strip_prefix("v2|").ok_or(LedgerError::InvalidCursor)?;
-    let (at, id) = rest.split_once('|').ok_or(LedgerError::InvalidCursor)?;
-    // Digits only (an optional minus for times before 1970): the form `encode_cursor` writes.
-    let digits = at.strip_prefix('-').unwrap_or(at);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) || id.is_empty() {
-        return Err(LedgerError::InvalidCursor);
-    }
-    let at = at.parse::<i64>().map_err(|_| LedgerError::InvalidCursor)?;
-    Ok((at, id.to_owned()))
-}
+/// SQLite's spelling of the listing query.
+const DIALECT: Dialect = Dialect {
+    placeholder: '?',
+    always_true: "1 = 1",
+    always_false: "0",
+    bind_limit: false,
+};
 
 /// A listing as SQL: the text and its positional parameters.
 fn list_query(
@@ -753,73 +574,14 @@ fn list_query(
     fetch: usize,
     after: Option<(i64, String)>,
 ) -> (String, Vec<Value>) {
-    // A bound outside the storable range makes its condition always true or always false.
-    const NEVER: &str = " AND 0";
-    let mut sql = format!("SELECT {ISSUANCE_COLUMNS} FROM issuances WHERE 1 = 1");
-    let mut params: Vec<Value> = Vec::new();
-    // Appends `clause`, every `#` in it standing for `value`.
-    let mut push = |sql: &mut String, clause: &str, value: Value| {
-        params.push(value);
-        sql.push_str(&clause.replace('#', &format!("?{}", params.len())));
-    };
-    if let Some(principal) = &filter.principal {
-        push(
-            &mut sql,
-            " AND principal = #",
-            Value::Text(principal.clone()),
-        );
-    }
-    if let Some(account) = &filter.account {
-        push(&mut sql, " AND account = #", Value::Text(account.clone()));
-    }
-    if let Some(container) = &filter.container {
-        push(
-            &mut sql,
-            " AND container = #",
-            Value::Text(container.clone()),
-        );
-    }
-    match filter.status {
-        None => {}
-        Some(Status::Active) => {
-            sql.push_str(" AND status = 'active'");
-            match bound(now) {
-                Bound::Below => {}
-                Bound::At(now) => push(&mut sql, " AND expires_on > #", Value::Integer(now)),
-                Bound::Above => sql.push_str(NEVER),
-            }
-        }
-        Some(Status::Expired) => {
-            sql.push_str(" AND status = 'active'");
-            match bound(now) {
-                Bound::Below => sql.push_str(NEVER),
-                Bound::At(now) => push(&mut sql, " AND expires_on <= #", Value::Integer(now)),
-                Bound::Above => {}
-            }
-        }
-        Some(Status::Revoked) => sql.push_str(" AND status = 'revoked'"),
-    }
-    if let Some(since) = filter.since {
-        match bound(since) {
-            Bound::Below => {}
-            Bound::At(since) => push(&mut sql, " AND issued_at >= #", Value::Integer(since)),
-            Bound::Above => sql.push_str(NEVER),
-        }
-    }
-    if let Some(until) = filter.until {
-        match bound(until) {
-            Bound::Below => sql.push_str(NEVER),
-            Bound::At(until) => push(&mut sql, " AND issued_at < #", Value::Integer(until)),
-            Bound::Above => {}
-        }
-    }
-    if let Some((at, id)) = after {
-        // A row value: SQLite turns it into one index range.
-        push(&mut sql, " AND (issued_at, id) < (#", Value::Integer(at));
-        push(&mut sql, ", #)", Value::Text(id));
-    }
-    sql.push_str(" ORDER BY issued_at DESC, id DESC LIMIT ");
-    sql.push_str(&fetch.to_string());
+    let (sql, params) = query::list_query(&DIALECT, filter, now, fetch, after);
+    let params = params
+        .into_iter()
+        .map(|p| match p {
+            Param::Text(t) => Value::Text(t),
+            Param::Int(i) => Value::Integer(i),
+        })
+        .collect();
     (sql, params)
 }
 
@@ -1114,38 +876,6 @@ impl Writer {
     }
 }
 
-/// A record's fields in their stored form, where that takes a conversion that can fail.
-struct Stored {
-    claims: Option<String>,
-    issued_at: i64,
-    starts_on: i64,
-    expires_on: i64,
-    revoked_at: Option<i64>,
-    signature: [u8; 32],
-}
-
-impl Stored {
-    fn of(r: &IssuanceRecord) -> Result<Self, String> {
-        Ok(Self {
-            claims: r
-                .principal_claims
-                .as_ref()
-                .map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| format!("principal_claims: {e}"))?,
-            issued_at: record_ns("issued_at", r.issued_at)?,
-            starts_on: record_ns("starts_on", r.starts_on)?,
-            expires_on: record_ns("expires_on", r.expires_on)?,
-            revoked_at: r
-                .revoked_at
-                .map(|t| record_ns("revoked_at", t))
-                .transpose()?,
-            signature: sha256_from_hex(&r.signature_sha256)
-                .ok_or_else(|| "signature_sha256 is not 64 hex digits".to_string())?,
-        })
-    }
-}
-
 /// Binds one record to the cached insert statement and runs it.
 fn execute_insert(
     stmt: &mut rusqlite::CachedStatement<'_>,
@@ -1185,7 +915,7 @@ fn execute_insert(
 
 /// Inserts one issuance inside a caller's transaction (links are stored with theirs).
 fn insert_issuance(tx: &rusqlite::Transaction<'_>, r: &IssuanceRecord) -> Result<(), LedgerError> {
-    let stored = Stored::of(r).map_err(LedgerError::Unavailable)?;
+    let stored = Stored::new(r).map_err(LedgerError::Unavailable)?;
     let mut stmt = tx
         .prepare_cached(INSERT_ISSUANCE)
         .map_err(|e| unavailable("ledger write failed", e))?;
@@ -1206,7 +936,7 @@ fn insert_group(
     {
         let mut stmt = tx.prepare_cached(INSERT_ISSUANCE)?;
         for r in records {
-            let stored = match Stored::of(r) {
+            let stored = match Stored::new(r) {
                 Ok(stored) => stored,
                 Err(e) => {
                     results.push(Err(e));
@@ -1238,19 +968,6 @@ fn insert_group(
     }
     tx.commit()?;
     Ok(results)
-}
-
-/// JSON text of at most about [`MAX_DENIAL_JSON`] bytes: a larger value (a denial is built from
-/// what an unauthenticated caller sent) is replaced by a stub of the same JSON type.
-fn bounded_json(value: &serde_json::Value) -> String {
-    let text = serde_json::to_string(value).unwrap_or_else(|_| "null".into());
-    if text.len() <= MAX_DENIAL_JSON {
-        text
-    } else if value.is_array() {
-        serde_json::json!([format!("(truncated: {} bytes)", text.len())]).to_string()
-    } else {
-        serde_json::json!({ "truncated": true, "bytes": text.len() }).to_string()
-    }
 }
 
 /// Inserts denials and prunes the oldest beyond `cap`, in one transaction, so the table never
@@ -1663,14 +1380,8 @@ impl Ledger for SqliteLedger {
             let rows = stmt
                 .query_map(rusqlite::params_from_iter(params), issuance_from_row)
                 .map_err(fail)?;
-            let mut items = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
-            let next_cursor = if items.len() > limit {
-                items.truncate(limit);
-                items.last().map(encode_cursor)
-            } else {
-                None
-            };
-            Ok(Page { items, next_cursor })
+            let items = rows.collect::<Result<Vec<_>, _>>().map_err(fail)?;
+            Ok(query::page(items, limit))
         })
         .await
     }
@@ -1738,6 +1449,11 @@ impl Ledger for SqliteLedger {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::super::Status;
+    use super::super::query::{Bound, MAX_DENIAL_JSON, bound, encode_cursor, record_ns};
     use super::*;
 
     #[test]

@@ -12,10 +12,11 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ISSUANCE_COLUMNS, chain_append, configure, from_ns, hex_lower, issuance_from_row, ns,
+    ISSUANCE_COLUMNS, chain_append, configure, from_ns, hex_lower, issuance_from_row,
     sha256_from_hex, unavailable,
 };
 use crate::ledger::chain::Event;
+use crate::ledger::query::{digest, link_gone, new_policy, time};
 use crate::ledger::{
     GoneReason, IssuanceRecord, KeyRevocation, LedgerError, LinkRecord, LivePolicy, PolicyRecord,
     RedeemOutcome, Redemption, StoredStatus,
@@ -25,19 +26,6 @@ use crate::ledger::{
 pub(super) struct Admin {
     path: Option<PathBuf>,
     conn: Mutex<Option<Connection>>,
-}
-
-fn time(what: &str, t: DateTime<Utc>) -> Result<i64, LedgerError> {
-    ns(t).ok_or_else(|| {
-        LedgerError::Unavailable(format!(
-            "{what} {t} is outside the times the ledger can store"
-        ))
-    })
-}
-
-fn digest(what: &str, hex: &str) -> Result<[u8; 32], LedgerError> {
-    sha256_from_hex(hex)
-        .ok_or_else(|| LedgerError::Unavailable(format!("{what} is not a SHA-256 in hex")))
 }
 
 fn db(e: rusqlite::Error) -> LedgerError {
@@ -207,21 +195,12 @@ pub(super) fn create_policy(
             |r| r.get(0),
         )
         .map_err(db)?;
-    let policy_id = format!("{}{generation}-{permissions}", crate::broker::OWNED_PREFIX);
+    let record = new_policy(account, container, generation, permissions, at);
     tx.execute(
         "INSERT INTO policies (account, container, policy_id, generation, permissions, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![account, container, policy_id, generation, permissions, time("created_at", at)?],
+        params![account, container, record.policy_id, generation, permissions, time("created_at", at)?],
     )
     .map_err(db)?;
-    let record = PolicyRecord {
-        account: account.to_owned(),
-        container: container.to_owned(),
-        policy_id,
-        generation: u64::try_from(generation).unwrap_or(0),
-        permissions: permissions.to_owned(),
-        created_at: at,
-        removed_at: None,
-    };
     chain_append(tx, &[Event::PolicyCreated(&record)]).map_err(db)?;
     Ok(record)
 }
@@ -340,11 +319,8 @@ pub(super) fn redeem(
         return Ok(RedeemOutcome::Gone(GoneReason::Revoked));
     }
     let at = time("at", redemption.at)?;
-    if at >= expires_at {
-        return Ok(RedeemOutcome::Gone(GoneReason::Expired));
-    }
-    if max_uses.is_some_and(|m| uses >= m) {
-        return Ok(RedeemOutcome::Gone(GoneReason::UsedUp));
+    if let Some(reason) = link_gone(at, expires_at, max_uses.map(i64::from), i64::from(uses)) {
+        return Ok(RedeemOutcome::Gone(reason));
     }
     tx.execute(
         "UPDATE links SET uses = uses + 1 WHERE issuance_id = ?1",
