@@ -72,7 +72,7 @@ pub async fn create(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => problem_of(e).into_response(),
+        Err(e) => super::tokens::for_caller(problem_of(e), &principal).into_response(),
     }
 }
 

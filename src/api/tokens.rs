@@ -41,8 +41,20 @@ pub async fn create(
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        Err(e) => problem_of(e).into_response(),
+        Err(e) => for_caller(problem_of(e), &principal).into_response(),
     }
+}
+
+/// A refusal as the caller may see it. An OIDC caller gets no per-rule reasons: anyone can
+/// obtain a token from a public CI issuer, and the reasons would spell out the claim values
+/// other teams' rules require. The reasons stay in the denial log (and `sasgate policy explain`).
+pub fn for_caller(mut p: Problem, principal: &crate::auth::Principal) -> Problem {
+    if principal.oidc.is_some() && !p.reasons.is_empty() {
+        p.reasons = Box::default();
+        p.detail
+            .push_str(" (the reasons per rule are in the denial log; an admin can look them up)");
+    }
+    p
 }
 
 /// Takes one mint from the caller's bucket, or refuses with 429 and `Retry-After`.

@@ -70,9 +70,8 @@ impl Principal {
     /// The principal of a verified OIDC token. It has no roles: OIDC callers are matched by
     /// `oidc:<issuer-name>` principals and their claims only, and can never be admins.
     pub fn from_oidc(token: oidc::VerifiedToken) -> Self {
-        let sub: String = token.subject.chars().take(200).collect();
         Principal {
-            name: format!("{}#{sub}", token.issuer_name),
+            name: format!("{}#{}", token.issuer_name, token.subject),
             roles: Vec::new(),
             oidc: Some(OidcSubject {
                 issuer: token.issuer_name,

@@ -35,6 +35,8 @@ use url::Url;
 
 /// The longest token accepted, in bytes (GitHub's are about 1.5 KB).
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// The longest subject accepted (it becomes the principal name, kept whole).
+pub const MAX_SUBJECT_BYTES: usize = 512;
 /// The largest JWKS document read.
 const MAX_JWKS_BYTES: usize = 256 * 1024;
 
@@ -181,6 +183,8 @@ impl OidcVerifier {
             let mut builder = reqwest::Client::builder()
                 .user_agent(concat!("sasgate/", env!("CARGO_PKG_VERSION")))
                 .redirect(reqwest::redirect::Policy::limited(3))
+                // A redirect must not downgrade the key fetch to plain HTTP.
+                .https_only(matches!(&config.jwks, JwksSource::Url(u) if u.scheme() == "https"))
                 .connect_timeout(StdDuration::from_secs(5))
                 .timeout(StdDuration::from_secs(10));
             if let Some(ca) = &config.ca_file {
@@ -308,11 +312,16 @@ impl OidcVerifier {
                 "the payload is not a JSON object".into(),
             ));
         };
-        let subject = claims
-            .get("sub")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
+        // The subject names the principal: a string, short enough to keep whole.
+        let subject = match claims.get("sub") {
+            Some(Value::String(s)) if s.len() <= MAX_SUBJECT_BYTES => s.clone(),
+            Some(Value::String(_)) => {
+                return Err(OidcError::Malformed(format!(
+                    "'sub' is longer than {MAX_SUBJECT_BYTES} bytes"
+                )));
+            }
+            _ => return Err(OidcError::MissingClaim("sub".into())),
+        };
         Ok(VerifiedToken {
             issuer_name: issuer.config.name.clone(),
             subject,
@@ -528,16 +537,23 @@ fn check_claims(
         }
     };
     let exp = time("exp")?.ok_or_else(|| OidcError::MissingClaim("exp".into()))?;
-    if now >= exp + config.leeway {
+    if exp
+        .checked_add_signed(config.leeway)
+        .is_none_or(|end| now >= end)
+    {
         return Err(OidcError::Expired(exp.to_rfc3339()));
     }
     if let Some(nbf) = time("nbf")?
-        && now + config.leeway < nbf
+        && now
+            .checked_add_signed(config.leeway)
+            .is_some_and(|n| n < nbf)
     {
         return Err(OidcError::NotYetValid(nbf.to_rfc3339()));
     }
     if let Some(iat) = time("iat")?
-        && now + config.leeway < iat
+        && now
+            .checked_add_signed(config.leeway)
+            .is_some_and(|n| n < iat)
     {
         return Err(OidcError::NotYetValid(iat.to_rfc3339()));
     }
