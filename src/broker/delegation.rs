@@ -224,6 +224,10 @@ impl DelegationKeys {
                 self.account
             ))
         })?;
+        // No renewal may run across the stop: one that began before it would store a key the
+        // stop kills. Mints the current key covers go on meanwhile (with a key about to die;
+        // the stop's record revokes them with the rest).
+        let _renewing = self.renewing.lock().await;
         arm::revoke_user_delegation_keys(
             &self.credential,
             &self.settings.arm_endpoint,

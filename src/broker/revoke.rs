@@ -291,6 +291,10 @@ impl Broker {
         keys.revoke_all(now)
             .await
             .map_err(|e| RevokeError::Azure(e.to_string()))?;
+        // When the stop took effect: every token issued up to now carries a revoked key (the
+        // cached key was dropped, and no renewal ran across the call). This is a clock read after
+        // an outside call, not issuance logic.
+        let now = Utc::now().max(now);
         tracing::warn!(account = %account, by = %by.name, "emergency stop: every user delegation key of the account was revoked in Azure");
         let (stop, revoked) = self
             .ledger

@@ -393,16 +393,16 @@ pub(super) fn revoke_delegation_keys(
     let at_ns = time("revoked_at", revocation.at)?;
     let ids: Vec<String> = {
         let mut stmt = tx
-            .prepare("SELECT id FROM issuances WHERE account = ?1 AND signing_mode = 'user_delegation' AND status = 'active' ORDER BY seq")
+            .prepare("SELECT id FROM issuances WHERE account = ?1 AND signing_mode = 'user_delegation' AND status = 'active' AND issued_at <= ?2 ORDER BY seq")
             .map_err(db)?;
         let rows = stmt
-            .query_map(params![revocation.account], |r| r.get(0))
+            .query_map(params![revocation.account, at_ns], |r| r.get(0))
             .map_err(db)?;
         rows.collect::<Result<_, _>>().map_err(db)?
     };
     tx.execute(
         "UPDATE issuances SET status = 'revoked', revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 \
-         WHERE account = ?1 AND signing_mode = 'user_delegation' AND status = 'active'",
+         WHERE account = ?1 AND signing_mode = 'user_delegation' AND status = 'active' AND issued_at <= ?2",
         params![
             revocation.account,
             at_ns,

@@ -461,7 +461,7 @@ pub(super) async fn revoke_delegation_keys(
     locked_write!(db, |tx, head| {
         let revoked = revoke_matching(
             &tx,
-            "account = $1 AND signing_mode = 'user_delegation'",
+            "account = $1 AND signing_mode = 'user_delegation' AND issued_at <= $2",
             &[
                 &revocation.account,
                 &at_ns,
