@@ -313,3 +313,56 @@ async fn a_consistent_rewrite_is_caught_by_an_anchor() {
         "{out}"
     );
 }
+
+/// `verify` on a live ledger: appends and revocations commit while it reads, and it must not
+/// mistake them for tampering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn verify_on_a_busy_ledger_raises_no_false_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("busy.db");
+    let ledger: std::sync::Arc<dyn Ledger> = std::sync::Arc::new(
+        SqliteLedger::open(db.to_str().unwrap(), SqliteOptions::default()).unwrap(),
+    );
+    let t = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let ledger = ledger.clone();
+        let stop = stop.clone();
+        let done = done.clone();
+        writers.push(tokio::spawn(async move {
+            let mut n = 0i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = sample_record(&format!("user:w{w}"), "acct", t + Duration::milliseconds(n))
+                    .unwrap();
+                let id = r.id.clone();
+                ledger.append(r).await.unwrap();
+                if n % 3 == 0 {
+                    ledger.revoke(&id, "user:admin", "busy", t).await.unwrap();
+                }
+                n += 1;
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            n
+        }));
+    }
+    let mut reports = 0;
+    while reports < 15 || done.load(std::sync::atomic::Ordering::Relaxed) < 400 {
+        let report = ledger.verify().await.unwrap();
+        assert_eq!(report.first_bad, None, "a false alarm on a live ledger");
+        reports += 1;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for w in writers {
+        total += w.await.unwrap();
+    }
+    assert!(
+        total > 50,
+        "the ledger was busy while it was verified ({total} appends)"
+    );
+    let report = ledger.verify().await.unwrap();
+    assert_eq!(report.first_bad, None);
+    assert_eq!(report.issuances, u64::try_from(total).unwrap());
+}

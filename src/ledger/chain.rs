@@ -338,8 +338,12 @@ pub struct BadRecord {
 
 /// What the chain says about one issuance.
 struct Known {
+    /// The seq of its issuance entry.
+    seq: u64,
     payload: String,
     revoked: Option<(DateTime<Utc>, String, String)>,
+    /// The seq of the entry that revoked it.
+    revoked_seq: Option<u64>,
 }
 
 /// Checks entries in `seq` order, then issuance rows against what the entries said.
@@ -349,6 +353,11 @@ pub struct Verifier {
     issuances: HashMap<String, Known>,
     checked_issuances: u64,
     first_bad: Option<BadRecord>,
+    /// The chain seq reached before the issuance rows were read ([`Verifier::begin_rows`]).
+    rows_from: u64,
+    /// Rows that a change committed while they were being read may explain; rechecked once the
+    /// chain is read again ([`Verifier::finish`] after more entries).
+    deferred: Vec<IssuanceRecord>,
 }
 
 impl Verifier {
@@ -427,15 +436,20 @@ impl Verifier {
                 self.issuances.insert(
                     text("id"),
                     Known {
+                        seq: e.seq,
                         payload: e.payload.clone(),
                         revoked: None,
+                        revoked_seq: None,
                     },
                 );
             }
             "revocation" => {
                 let revoked = (at("at"), text("by"), text("reason"));
-                if let Some(k) = self.issuances.get_mut(&text("issuance_id")) {
-                    k.revoked.get_or_insert(revoked);
+                if let Some(k) = self.issuances.get_mut(&text("issuance_id"))
+                    && k.revoked.is_none()
+                {
+                    k.revoked = Some(revoked);
+                    k.revoked_seq = Some(e.seq);
                 }
             }
             "policy_removed" | "key_revocation" => {
@@ -447,8 +461,11 @@ impl Verifier {
                     .flatten()
                     .filter_map(Value::as_str)
                 {
-                    if let Some(k) = self.issuances.get_mut(id) {
-                        k.revoked.get_or_insert(revoked.clone());
+                    if let Some(k) = self.issuances.get_mut(id)
+                        && k.revoked.is_none()
+                    {
+                        k.revoked = Some(revoked.clone());
+                        k.revoked_seq = Some(e.seq);
                     }
                 }
             }
@@ -480,12 +497,31 @@ impl Verifier {
         });
     }
 
-    /// Checks one row of the `issuances` projection against the chain.
+    /// Marks the point where the issuance rows start to be read: changes committed after it may
+    /// or may not show in the rows, and are judged once the chain is read again.
+    pub fn begin_rows(&mut self) {
+        self.rows_from = self.head.seq;
+    }
+
+    /// Checks one row of the `issuances` projection against the chain read so far. A row a
+    /// concurrent change may explain (not in the chain yet, or revoked in the row but not yet in
+    /// the chain) is kept for [`Verifier::finish`].
     pub fn issuance(&mut self, r: &IssuanceRecord) {
         if self.failed() {
             return;
         }
         self.checked_issuances += 1;
+        let row_revoked = r.status == super::StoredStatus::Revoked;
+        match self.issuances.get(&r.id) {
+            None => self.deferred.push(r.clone()),
+            Some(k) if k.revoked.is_none() && row_revoked => self.deferred.push(r.clone()),
+            Some(_) => self.judge(r, false),
+        }
+    }
+
+    /// The verdict on one row. `late`: the chain has been read again since the rows were, so a
+    /// revocation entry after [`Verifier::begin_rows`] may postdate the row.
+    fn judge(&mut self, r: &IssuanceRecord, late: bool) {
         let bad = |problem: &str| BadRecord {
             table: "issuances",
             record: r.id.clone(),
@@ -508,7 +544,9 @@ impl Verifier {
                 r.revoke_reason.clone().unwrap_or_default(),
             )
         });
-        if stored != known.revoked {
+        let revoked_meanwhile =
+            late && stored.is_none() && known.revoked_seq.is_some_and(|s| s > self.rows_from);
+        if stored != known.revoked && !revoked_meanwhile {
             self.first_bad = Some(bad(
                 "its revocation status differs from the chain's revocation entries",
             ));
@@ -518,8 +556,21 @@ impl Verifier {
     /// The report, once every entry and every issuance row was given. Issuances the chain
     /// records but the table lacks were deleted.
     pub fn finish(mut self) -> VerifyReport {
+        for r in std::mem::take(&mut self.deferred) {
+            if self.failed() {
+                break;
+            }
+            self.judge(&r, true);
+        }
         if self.first_bad.is_none() {
-            let mut missing: Vec<&String> = self.issuances.keys().collect();
+            // Issuances committed after the rows were read are not expected among them.
+            let rows_from = self.rows_from;
+            let mut missing: Vec<&String> = self
+                .issuances
+                .iter()
+                .filter(|(_, k)| k.seq <= rows_from)
+                .map(|(id, _)| id)
+                .collect();
             missing.sort();
             if let Some(id) = missing.first() {
                 self.first_bad = Some(BadRecord {

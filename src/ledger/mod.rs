@@ -357,7 +357,8 @@ pub trait Ledger: Send + Sync + 'static {
 
     /// Records the emergency stop `revocation` (all user delegation keys of its account were
     /// revoked in Azure) and, in the same durable commit, marks every active user delegation
-    /// issuance of the account revoked. Returns the issuances it revoked; `revoked_issuances` is
+    /// issuance of the account issued at or before `revocation.at` revoked (later ones carry a
+    /// key obtained after the stop). Returns the issuances it revoked; `revoked_issuances` is
     /// set here.
     async fn revoke_delegation_keys(
         &self,
@@ -398,6 +399,7 @@ pub trait Ledger: Send + Sync + 'static {
         if verifier.failed() {
             return Ok(verifier.finish());
         }
+        verifier.begin_rows();
         let mut cursor: Option<String> = None;
         // Expired or not, every row: the status filter is left empty.
         let now = Utc::now();
@@ -411,6 +413,16 @@ pub trait Ledger: Send + Sync + 'static {
             match page.next_cursor {
                 Some(c) if !verifier.failed() => cursor = Some(c),
                 _ => break,
+            }
+        }
+        // On a live ledger, rows may reflect changes committed after the chain was read: read
+        // the entries appended meanwhile (they are verified like the rest), then judge those rows.
+        loop {
+            let page = self.chain_entries(after, 5_000).await?;
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            for e in &page {
+                verifier.entry(e);
             }
         }
         Ok(verifier.finish())
