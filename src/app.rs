@@ -23,6 +23,9 @@ use crate::ledger::RevocationMode;
 use crate::ledger::sqlite::{SqliteLedger, SqliteOptions};
 use crate::policy::{PolicyLimits, PolicySet};
 
+/// How often a replica looks for delegation-key emergency stops made by another replica.
+pub const KEY_STOP_POLL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Why the server did not start. Messages name what to fix and carry no secret.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -252,6 +255,25 @@ impl Application {
             tokio::spawn(async move {
                 let now = chrono::Utc::now();
                 let _ = keys.key(now, now).await;
+            });
+        }
+        // Another replica may run the delegation-key emergency stop: check the ledger for stops
+        // every few seconds and drop a cached key obtained before one.
+        if !delegation.is_empty() {
+            let ledger = ledger.clone();
+            let keys = delegation.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(KEY_STOP_POLL);
+                loop {
+                    tick.tick().await;
+                    for (account, k) in &keys {
+                        if let Ok(stops) = ledger.key_revocations(account).await
+                            && let Some(latest) = stops.first()
+                        {
+                            k.forget_if_older_than(latest.at);
+                        }
+                    }
+                }
             });
         }
         let state = AppState(Arc::new(Inner {

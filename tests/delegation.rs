@@ -697,3 +697,52 @@ async fn secrets_and_tokens_never_reach_the_log() {
         assert!(!text.contains(secret), "the log holds a secret ({secret})");
     }
 }
+
+#[tokio::test]
+async fn a_stop_run_through_one_replica_makes_the_other_drop_its_key() {
+    let fake = FakeEntra::start().await;
+    let azurite = azurite().await;
+    let a = secret_app(&fake, azurite.clone(), false).await;
+    let b = serve(
+        azurite.clone(),
+        common::app::Setup {
+            dir: tempfile::tempdir().unwrap(),
+            config: a.dir.path().join("sasgate.toml"),
+            alice: a.alice.clone(),
+            admin: a.admin.clone(),
+            ci: a.ci.clone(),
+        },
+        &[(SECRET_VAR, CLIENT_SECRET)],
+    )
+    .await;
+    let (status, before) = b.mint(&b.alice, model_request()).await;
+    assert_eq!(status, 201, "{before}");
+    let skt_before = param(before["url"].as_str().unwrap(), "skt").unwrap();
+
+    let (status, stop) = a
+        .post(
+            &a.admin,
+            "/v1/emergency/revoke-delegation-keys",
+            json!({"account": "devstoreaccount1", "reason": "drill"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{stop}");
+    // B learns of the stop from the ledger within a few seconds and obtains a new key.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, after) = b.mint(&b.alice, model_request()).await;
+        assert_eq!(status, 201, "{after}");
+        let skt = param(after["url"].as_str().unwrap(), "skt").unwrap();
+        if skt > skt_before {
+            assert_eq!(b.download(after["url"].as_str().unwrap()).await.0, 200);
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B still signs with the key from before the stop"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    b.stop().await;
+    a.stop().await;
+}

@@ -36,6 +36,8 @@ pub struct CachedKey {
     pub key: UserDelegationKey,
     pub start: DateTime<Utc>,
     pub expiry: DateTime<Utc>,
+    /// When sasgate obtained it ("now" of the fetch).
+    pub fetched_at: DateTime<Utc>,
 }
 
 impl CachedKey {
@@ -210,6 +212,17 @@ impl DelegationKeys {
         }
     }
 
+    /// Drops the cached key if it was obtained at or before `stop`: another replica ran the
+    /// emergency stop, which revoked it. Returns true when a key was dropped.
+    pub fn forget_if_older_than(&self, stop: DateTime<Utc>) -> bool {
+        let stale = self.current().is_some_and(|k| k.fetched_at <= stop);
+        if stale {
+            self.forget();
+            tracing::warn!(account = %self.account, "the cached user delegation key predates an emergency stop; a new one will be obtained");
+        }
+        stale
+    }
+
     /// The current key's validity, if there is one.
     pub fn current_validity(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         self.current().map(|k| (k.start, k.expiry))
@@ -283,6 +296,7 @@ impl DelegationKeys {
             key,
             start: key_start,
             expiry: key_expiry,
+            fetched_at: now,
         })
     }
 }
