@@ -286,6 +286,7 @@ impl Application {
                 stored: StoredPolicies::new(config.policy_rotation),
                 public_url: config.public_url.clone(),
                 delegation: delegation.clone(),
+                metrics: Arc::new(crate::metrics::Metrics::new()),
             },
             principals: config.principals.clone(),
             oidc: oidc.clone(),

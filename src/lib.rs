@@ -11,6 +11,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod ledger;
+pub mod metrics;
 pub mod policy;
 pub mod sas;
 pub mod secret;

@@ -64,6 +64,7 @@ pub async fn create(
             Err(e)
         }
     };
+    super::tokens::count(&state, result.as_ref().map(|l| l.rule.as_str()));
     match result {
         Ok(link) => {
             let mut response = (StatusCode::CREATED, axum::Json(link)).into_response();

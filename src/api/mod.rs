@@ -113,6 +113,7 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
         .route("/v1/issuances/{id}/revoke", post(issuances::revoke))
         .route("/v1/revocations", post(issuances::revoke_bulk))
         .route("/v1/emergency/revoke-policies", post(issuances::emergency))
+        .route("/metrics", get(health::metrics))
         .route("/v1/ledger/verify", get(issuances::ledger_verify))
         .route("/v1/ledger/head", get(issuances::ledger_head))
         .route(

@@ -32,7 +32,9 @@ pub async fn create(
     let request = serde_json::from_slice::<serde_json::Value>(&body)
         .map_err(|_| MintError::InvalidRequest("the body must be JSON, for example {\"account\": \"…\", \"container\": \"…\", \"blob\": \"…\"}".into()))
         .and_then(|v| MintRequest::from_json(&v));
-    match state.broker.mint(&principal, request, now, client).await {
+    let result = state.broker.mint(&principal, request, now, client).await;
+    count(&state, result.as_ref().map(|m| m.rule.as_str()));
+    match result {
         Ok(minted) => {
             let mut response = (StatusCode::CREATED, axum::Json(minted)).into_response();
             // The body holds a secret: no cache may keep it.
@@ -42,6 +44,27 @@ pub async fn create(
             response
         }
         Err(e) => for_caller(problem_of(e), &principal).into_response(),
+    }
+}
+
+/// Counts a mint (token or link) for `/metrics`: issued under its rule, or refused with its
+/// code (a server-side failure counts as `error`).
+pub fn count(state: &AppState, result: Result<&str, &MintError>) {
+    let m = &state.broker.metrics;
+    match result {
+        Ok(rule) => m.mint(Some(rule), "issued"),
+        Err(
+            e @ (MintError::Ledger(_)
+            | MintError::StoredPolicy(_)
+            | MintError::SigningUnavailable(_)),
+        ) => {
+            m.mint(None, "error");
+            m.denial(e.code());
+        }
+        Err(e) => {
+            m.mint(None, "denied");
+            m.denial(e.code());
+        }
     }
 }
 

@@ -121,7 +121,11 @@ impl Broker {
             max_uses: uses,
             uses: 0,
         };
-        self.ledger.append_link(record, link).await?;
+        let started = std::time::Instant::now();
+        let stored = self.ledger.append_link(record, link).await;
+        self.metrics
+            .ledger_commit(started.elapsed(), stored.is_ok());
+        stored?;
         tracing::info!(issuance = %id, principal = %principal.name, rule = %grant.rule_id, "link created");
         let base = self.public_url.as_str().trim_end_matches('/');
         Ok(CreatedLink {
@@ -219,8 +223,12 @@ impl Broker {
         };
         // Fail closed: the SAS leaves only after its redemption is durable.
         match self.ledger.redeem(&code_sha256, redemption).await? {
-            RedeemOutcome::Gone(reason) => Ok(Some(Redeemed::Gone(reason))),
+            RedeemOutcome::Gone(reason) => {
+                self.metrics.redemption("gone");
+                Ok(Some(Redeemed::Gone(reason)))
+            }
             RedeemOutcome::Redeemed(_) => {
+                self.metrics.redemption("redeemed");
                 tracing::info!(issuance = %record.id, "link redeemed");
                 Ok(Some(Redeemed::Redirect(token.url(
                     &account.blob_endpoint,

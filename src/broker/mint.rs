@@ -284,6 +284,8 @@ pub struct Broker {
     pub public_url: url::Url,
     /// User delegation keys of the accounts that sign with Entra ID.
     pub delegation: BTreeMap<String, Arc<DelegationKeys>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A signed token and how it was signed, for the record.
@@ -480,7 +482,11 @@ impl Broker {
             key_tid: signed.key_tid,
         };
         // Fail closed: the token exists only in this function until the record is durable.
-        self.ledger.append(record).await?;
+        let started = std::time::Instant::now();
+        let stored = self.ledger.append(record).await;
+        self.metrics
+            .ledger_commit(started.elapsed(), stored.is_ok());
+        stored?;
         tracing::info!(issuance = %id, principal = %principal.name, rule = %grant.rule_id, account = %req.account, container = %req.container, "issued");
         Ok(Minted {
             id,
