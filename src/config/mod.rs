@@ -321,6 +321,23 @@ impl Config {
         }
         let mut errors = Vec::new();
         let mut values: Vec<(String, String)> = Vec::new();
+        // A key set both directly and through a file is ambiguous: refuse it rather than pick.
+        for (name, _) in env {
+            if let Some(base) = name
+                .strip_prefix("SASGATE_")
+                .and_then(|r| r.strip_suffix("_FILE"))
+                && env
+                    .iter()
+                    .any(|(n, v)| n == &format!("SASGATE_{base}") && !v.is_empty())
+            {
+                errors.push(ConfigError {
+                    key: name.clone(),
+                    message: format!(
+                        "SASGATE_{base} is set too; set the value or the file, not both"
+                    ),
+                });
+            }
+        }
         for (name, value) in env {
             let Some(rest) = name.strip_prefix("SASGATE_") else {
                 continue;
@@ -329,6 +346,10 @@ impl Config {
                 Some(r) => (r, true),
                 None => (rest, false),
             };
+            // An empty variable is unset (`docker run -e SASGATE_X=` clears an image default).
+            if value.is_empty() {
+                continue;
+            }
             let section = rest.split("__").next().unwrap_or("").to_ascii_lowercase();
             if !SECTIONS.contains(&section.as_str()) {
                 continue;
