@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 
 use crate::sas::lint::Severity;
 
+mod check;
 mod client;
 mod lint;
 mod server;
@@ -77,6 +78,10 @@ enum Command {
     /// Check or explain the policy exactly as the server loads it.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check a deployment's configuration and policy as `serve` would, without binding a port
+    /// or contacting Azure.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Ask the broker for a SAS (reads SASGATE_URL and an OIDC token or SASGATE_TOKEN)
     ///
     /// Credentials: with --auth auto (the default) the first of these that is present is used:
@@ -208,6 +213,18 @@ enum PolicyCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and policy as `serve` would, and print a summary.
+    ///
+    /// Loads the configuration, the policy, the OIDC issuers (JWKS files) and every account's
+    /// credentials as `serve` does at start-up, and prints the accounts, rules, issuers, ledger,
+    /// limits and every warning. No port is bound, the ledger is not opened and Azure is not
+    /// contacted. Exit status 0 when valid, 2 with every problem listed. Secrets (keys, client
+    /// secrets, passwords) are never printed.
+    Check(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
 enum EmergencyCommand {
     /// Delete every stored access policy sasgate owns on every container of the account:
     /// every policy-bound token stops within 30 seconds.
@@ -318,6 +335,9 @@ pub fn run() -> ExitCode {
             request,
         }) => server::policy_explain(config.config.as_deref(), &principal, &request.to_json()),
         Command::Serve(c) => block_on(server::serve(c.config)),
+        Command::Config(ConfigCommand::Check(c)) => {
+            block_on(check::config_check(c.config.as_deref()))
+        }
         Command::Ledger(LedgerCommand::Verify {
             config,
             json,
