@@ -45,17 +45,23 @@ impl RateLimiter {
     pub fn take(&self, principal: &str, now: DateTime<Utc>) -> Result<(), u64> {
         let rate = f64::from(self.limit.per_minute) / 60.0;
         let burst = f64::from(self.limit.burst.max(1));
-        let Ok(mut buckets) = self.buckets.lock() else {
-            // A poisoned lock means a panic elsewhere; do not block minting on it.
+        // Nothing here can panic while holding the lock; if something did, keep limiting.
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if !buckets.contains_key(principal) {
+            if buckets.len() >= PRUNE_AT {
+                buckets.retain(|_, b| refill(b, now, rate, burst) < burst);
+            }
+            buckets.insert(
+                principal.to_owned(),
+                Bucket {
+                    tokens: burst,
+                    at: now,
+                },
+            );
+        }
+        let Some(bucket) = buckets.get_mut(principal) else {
             return Ok(());
         };
-        if buckets.len() >= PRUNE_AT && !buckets.contains_key(principal) {
-            buckets.retain(|_, b| refill(b, now, rate, burst) < burst);
-        }
-        let bucket = buckets.entry(principal.to_owned()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
         let tokens = refill(bucket, now, rate, burst);
         if tokens >= 1.0 {
             bucket.tokens = tokens - 1.0;
