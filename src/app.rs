@@ -159,7 +159,7 @@ pub async fn open_ledger(config: &Config) -> Result<Arc<dyn Ledger>, StartupErro
 }
 
 /// One Blob service client per configured account.
-fn clients(
+pub fn clients(
     config: &Config,
 ) -> Result<std::collections::BTreeMap<String, BlobServiceClient>, StartupError> {
     config
@@ -193,6 +193,7 @@ pub fn client_for(a: &Account) -> Result<BlobServiceClient, crate::azure::AzureE
 /// The user delegation keys of every account that signs with Entra ID.
 pub fn delegation_keys(
     config: &Config,
+    clients: &BTreeMap<String, BlobServiceClient>,
 ) -> Result<BTreeMap<String, Arc<DelegationKeys>>, StartupError> {
     let mut out = BTreeMap::new();
     for (name, a) in &config.accounts {
@@ -211,7 +212,10 @@ pub fn delegation_keys(
         let credential =
             EntraCredential::new(d.credential.clone(), d.authority.clone(), ca.as_deref())
                 .map_err(|e| fail(&e))?;
-        let client = client_for(a).map_err(|e| fail(&e))?;
+        let client = clients
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StartupError::Account(format!("{name}: no Blob service client")))?;
         out.insert(
             name.clone(),
             Arc::new(DelegationKeys::new(
@@ -247,7 +251,8 @@ impl Application {
             let oidc = oidc.clone();
             tokio::spawn(async move { oidc.prefetch(chrono::Utc::now()).await });
         }
-        let delegation = delegation_keys(&config)?;
+        let clients = clients(&config)?;
+        let delegation = delegation_keys(&config, &clients)?;
         // Obtain the first user delegation keys now rather than on the first mint; a failure is
         // logged and retried by the first mint that needs a key.
         for keys in delegation.values() {
@@ -278,7 +283,7 @@ impl Application {
         }
         let state = AppState(Arc::new(Inner {
             broker: Broker {
-                clients: clients(&config)?,
+                clients,
                 accounts: config.accounts.clone(),
                 policy,
                 ledger: ledger.clone(),

@@ -69,8 +69,11 @@ impl Metrics {
         bump(&self.denials, code.to_owned());
     }
 
-    pub fn revocation(&self, mechanism: &'static str) {
-        bump(&self.revocations, mechanism);
+    /// `n` issuances revoked by `mechanism`.
+    pub fn revocations(&self, mechanism: &'static str, n: usize) {
+        if let Ok(mut m) = self.revocations.lock() {
+            *m.entry(mechanism).or_default() += u64::try_from(n).unwrap_or(u64::MAX);
+        }
     }
 
     pub fn redemption(&self, outcome: &'static str) {

@@ -206,9 +206,9 @@ impl Broker {
             .sign(account, &sas, None, &redemption_id, now)
             .await
             .map_err(|e| match e {
-                MintError::Sign(e) => {
-                    MintError::Ledger(LedgerError::Unavailable(format!("signing: {e}")))
-                }
+                // The link's recorded request no longer signs: a server-side fault, not the
+                // holder's.
+                MintError::Sign(e) => MintError::SigningUnavailable(format!("signing: {e}")),
                 other => other,
             })?
             .token;

@@ -119,13 +119,12 @@ impl Broker {
                     })
                     .collect();
                 tracing::info!(issuance = %id, policy = %policy, collateral = collateral.len(), by = %by.name, "revoked by deleting the stored access policy");
-                for _ in 0..=collateral.len() {
-                    self.metrics.revocation("stored_access_policy");
-                }
+                self.metrics
+                    .revocations("stored_access_policy", collateral.len() + 1);
             }
             _ if !already => {
                 self.ledger.revoke(id, &who, reason, now).await?;
-                self.metrics.revocation(record.revocation.as_str());
+                self.metrics.revocations(record.revocation.as_str(), 1);
                 tracing::info!(issuance = %id, mechanism = record.revocation.as_str(), by = %by.name, "revoked");
             }
             _ => {}
@@ -245,9 +244,7 @@ impl Broker {
                     .await?
                     .len();
             }
-            for _ in 0..revoked {
-                self.metrics.revocation("stored_access_policy");
-            }
+            self.metrics.revocations("stored_access_policy", revoked);
             if !deleted.is_empty() {
                 containers.push(EmergencyContainer {
                     container: container.to_string(),
@@ -318,9 +315,8 @@ impl Broker {
                 tracing::error!(account = %account, error = %e, "the user delegation keys WERE revoked in Azure, but the ledger could not record it; retry the stop to record it");
                 RevokeError::Ledger(e)
             })?;
-        for _ in &revoked {
-            self.metrics.revocation("user_delegation_keys");
-        }
+        self.metrics
+            .revocations("user_delegation_keys", revoked.len());
         Ok(KeyStopOutcome {
             id: stop.id,
             account: account.to_owned(),

@@ -15,7 +15,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::app::{client_for, delegation_keys, load_policy};
+use crate::app::{clients, delegation_keys, load_policy};
 use crate::auth::oidc::{JwksSource, OidcVerifier};
 use crate::azure::entra::CredentialKind;
 use crate::config::{Account, Config, DEFAULT_CONFIG_FILE};
@@ -53,13 +53,13 @@ pub async fn config_check(config_path: Option<&Path>) -> ExitCode {
     if let Err(e) = OidcVerifier::new(config.oidc.clone(), chrono::Utc::now()) {
         errors.push(format!("OIDC issuer: {e}"));
     }
-    for (name, account) in &config.accounts {
-        if let Err(e) = client_for(account) {
-            errors.push(format!("account {name}: {e}"));
+    match clients(&config) {
+        Ok(clients) => {
+            if let Err(e) = delegation_keys(&config, &clients) {
+                errors.push(e.to_string());
+            }
         }
-    }
-    if let Err(e) = delegation_keys(&config) {
-        errors.push(e.to_string());
+        Err(e) => errors.push(e.to_string()),
     }
     let ledger = describe_ledger(&config.ledger_url);
     match &ledger {

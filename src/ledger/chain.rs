@@ -310,7 +310,7 @@ pub fn entry_hash(prev: &[u8; 32], seq: u64, kind: &str, payload: &str) -> [u8; 
 }
 
 pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    super::query::hex_lower(bytes)
 }
 
 /// What `ledger verify` found.

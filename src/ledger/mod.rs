@@ -384,16 +384,9 @@ pub trait Ledger: Send + Sync + 'static {
         // Read first: entries appended meanwhile are checked too, but the chain must reach it.
         let head = self.chain_head().await?;
         let mut after = 0;
-        loop {
-            let page = self.chain_entries(after, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for e in &page {
-                verifier.entry(e);
-            }
-            if verifier.failed() {
-                return Ok(verifier.finish());
-            }
+        feed_entries(self, &mut after, &mut verifier).await?;
+        if verifier.failed() {
+            return Ok(verifier.finish());
         }
         verifier.reached(&head);
         if verifier.failed() {
@@ -417,14 +410,7 @@ pub trait Ledger: Send + Sync + 'static {
         }
         // On a live ledger, rows may reflect changes committed after the chain was read: read
         // the entries appended meanwhile (they are verified like the rest), then judge those rows.
-        loop {
-            let page = self.chain_entries(after, 5_000).await?;
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            for e in &page {
-                verifier.entry(e);
-            }
-        }
+        feed_entries(self, &mut after, &mut verifier).await?;
         Ok(verifier.finish())
     }
 
@@ -433,6 +419,28 @@ pub trait Ledger: Send + Sync + 'static {
         &self,
         issuance_id: &str,
     ) -> Result<Option<(LinkRecord, Vec<Redemption>)>, LedgerError>;
+}
+
+/// Feeds the chain entries after `after` to `verifier`, page by page, until the end or the
+/// first bad entry; `after` ends at the last entry read.
+async fn feed_entries<L: Ledger + ?Sized>(
+    ledger: &L,
+    after: &mut u64,
+    verifier: &mut chain::Verifier,
+) -> Result<(), LedgerError> {
+    loop {
+        let page = ledger.chain_entries(*after, 5_000).await?;
+        let Some(last) = page.last() else {
+            return Ok(());
+        };
+        *after = last.seq;
+        for e in &page {
+            verifier.entry(e);
+        }
+        if verifier.failed() {
+            return Ok(());
+        }
+    }
 }
 
 /// A new time-ordered id: `prefix` + 26 Crockford base32 characters (48-bit milliseconds since

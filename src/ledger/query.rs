@@ -171,7 +171,7 @@ pub(super) fn digest(what: &str, hex: &str) -> Result<[u8; 32], LedgerError> {
 }
 
 /// Lowercase hex of stored bytes.
-pub(super) fn hex_lower(bytes: &[u8]) -> String {
+pub(crate) fn hex_lower(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {

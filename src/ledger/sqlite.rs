@@ -1303,9 +1303,9 @@ impl Ledger for SqliteLedger {
     }
 
     async fn key_revocations(&self, account: &str) -> Result<Vec<KeyRevocation>, LedgerError> {
+        // A read: on a reader connection, not the admin writer (the replicas poll it).
         let account = account.to_owned();
-        self.admin
-            .write(move |tx| admin::key_revocations(tx, &account))
+        self.read(move |conn| admin::key_revocations(conn, &account))
             .await
     }
 

@@ -443,7 +443,7 @@ pub(super) fn revoke_delegation_keys(
 }
 
 pub(super) fn key_revocations(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Connection,
     account: &str,
 ) -> Result<Vec<KeyRevocation>, LedgerError> {
     let mut stmt = tx
