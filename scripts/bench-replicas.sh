@@ -17,58 +17,16 @@ work=$(mktemp -d)
 schema="sg_bench_$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
 trap 'kill $a $b 2>/dev/null || true; psql -q "$pg" -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
-key=$(./target/release/sasgate keygen)
-api_key=$(echo "$key" | sed -n 's/^api key[^:]*: *//p')
-api_hash=$(echo "$key" | sed -n 's/^api_key_sha256[^:]*: *//p')
-mkdir -p "$work/policy"
-cat >"$work/policy/bench.toml" <<TOML
-[[rule]]
-id = "bench-read"
-principals = ["role:bench"]
-account = "benchaccount"
-containers = ["models"]
-permissions = "r"
-max_ttl = "1h"
-TOML
-printf 'Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==' >"$work/account.key"
+. scripts/bench-common.sh
 sep='?'; case "$pg" in *\?*) sep='&';; esac
-cat >"$work/sasgate.toml" <<TOML
-[ledger]
-url = "$pg${sep}schema=$schema"
-[policy]
-dir = "$work/policy"
-[limits]
-mint_burst = 100000000
-mint_rate_per_minute = 100000000
-[log]
-level = "warn"
-[[accounts]]
-name = "benchaccount"
-key_file = "$work/account.key"
-[principals.bench]
-api_key_sha256 = "$api_hash"
-roles = ["bench"]
-TOML
+bench_setup "$work" "$pg${sep}schema=$schema"
 SASGATE_SERVER__LISTEN=127.0.0.1:18080 ./target/release/sasgate serve --config "$work/sasgate.toml" 2>"$work/a.log" &
 a=$!
 SASGATE_SERVER__LISTEN=127.0.0.1:18081 ./target/release/sasgate serve --config "$work/sasgate.toml" 2>"$work/b.log" &
 b=$!
-for port in 18080 18081; do
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
-done
+bench_wait 18080
+bench_wait 18081
 
-cat >"$work/mint.lua" <<LUA
-wrk.method = "POST"
-wrk.body = '{"account":"benchaccount","container":"models","blob":"published/model.bin","ttl":"15m"}'
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $api_key"
-done = function(summary, latency, requests)
-  io.write(string.format("RESULT rps=%.0f p50_ms=%.2f p99_ms=%.2f non2xx=%d errors=%d\n",
-    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000, latency:percentile(99) / 1000,
-    summary.errors.status, summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
-end
-LUA
-sed -n '/^done/,$p' "$work/mint.lua" >"$work/plain.lua"
 threads=$(( half < 2 ? half : 2 ))
 both() { # script path
   wrk -t"$threads" -c"$half" -d"$duration" -s "$1" "http://127.0.0.1:18080$2" >"$work/wa" &
@@ -77,7 +35,6 @@ both() { # script path
   wait $w
   grep RESULT "$work/wa"; grep RESULT "$work/wb"
 }
-field() { echo "$1" | sed -n "s/.*$2=\([0-9.]*\).*/\1/p"; }
 mint=$(both "$work/mint.lua" /v1/tokens)
 health=$(both "$work/plain.lua" /healthz)
 ma=$(echo "$mint" | sed -n 1p); mb=$(echo "$mint" | sed -n 2p)
