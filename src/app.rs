@@ -1,8 +1,9 @@
 //! Start-up and shutdown: [`Application::build`] validates everything and binds the listener
 //! (port 0 picks a free port, see [`Application::local_addr`]); [`Application::run_until_stopped`]
-//! serves until SIGTERM or Ctrl-C and drains the requests in flight.
+//! serves until SIGTERM or Ctrl-C and drains the requests in flight. With `server.tls_cert_file`
+//! the listener serves HTTPS and reloads its certificate while running ([`crate::tls`]).
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use crate::ledger::Ledger;
 use crate::ledger::RevocationMode;
 use crate::ledger::sqlite::{SqliteLedger, SqliteOptions};
 use crate::policy::{PolicyLimits, PolicySet};
+use crate::tls::{Reloader, TaskGuard, TlsListener};
 
 /// How often a replica looks for delegation-key emergency stops made by another replica.
 pub const KEY_STOP_POLL: std::time::Duration = std::time::Duration::from_secs(5);
@@ -42,11 +44,23 @@ pub enum StartupError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// The bound listener: plain HTTP, or HTTPS with its certificate reloader.
+enum Bound {
+    Plain(TcpListener),
+    Tls {
+        listener: TlsListener,
+        /// Stops re-reading the certificate files when the server is done.
+        _reload: TaskGuard,
+    },
 }
 
 /// A built server, bound and ready to run.
 pub struct Application {
-    listener: TcpListener,
+    listener: Bound,
     router: axum::Router,
     grace: std::time::Duration,
     ledger: Arc<dyn Ledger>,
@@ -236,13 +250,53 @@ impl Application {
     pub async fn build(config: Config) -> Result<Self, StartupError> {
         let policy = Arc::new(load_policy(&config)?);
         let ledger = open_ledger(&config).await?;
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| StartupError::Bind {
-                    addr: config.listen,
-                    source,
+        // The certificate is checked before the port is bound: a bad pair binds nothing.
+        let tls = match &config.tls {
+            Some(tls) => {
+                Some(Reloader::start(tls.clone()).map_err(|e| StartupError::Tls(e.to_string()))?)
+            }
+            None => None,
+        };
+        let tcp = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| StartupError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let mut tls_store = None;
+        let listener = match tls {
+            None => Bound::Plain(tcp),
+            Some(reloader) => {
+                let store = reloader.store();
+                tls_store = Some(store.clone());
+                let served = store.current();
+                let server_config = crate::tls::server_config(store).map_err(|e| {
+                    StartupError::Tls(format!("cannot build the TLS configuration: {e}"))
                 })?;
+                let listener = TlsListener::new(tcp, server_config, crate::tls::HANDSHAKE_TIMEOUT)
+                    .map_err(|source| StartupError::Bind {
+                        addr: config.listen,
+                        source,
+                    })?;
+                tracing::info!(
+                    subject = served.subject(),
+                    not_after = %served.not_after_text(),
+                    fingerprint_sha256 = served.fingerprint(),
+                    reload_interval_seconds = config.tls.as_ref().map_or(0, |t| t.reload_interval.as_secs()),
+                    "serving HTTPS (TLS 1.2 and 1.3, ALPN h2 and http/1.1); the certificate files are re-read every interval and on SIGHUP"
+                );
+                if served.is_expired(chrono::Utc::now()) {
+                    tracing::warn!(
+                        not_after = %served.not_after_text(),
+                        "the TLS certificate has expired; clients will refuse it until the files are renewed"
+                    );
+                }
+                Bound::Tls {
+                    listener,
+                    _reload: crate::tls::spawn_reloader(reloader),
+                }
+            }
+        };
         let oidc = Arc::new(
             OidcVerifier::new(config.oidc.clone(), chrono::Utc::now())
                 .map_err(|e| StartupError::Oidc(e.to_string()))?,
@@ -298,6 +352,7 @@ impl Application {
             rate: RateLimiter::new(config.mint_rate),
             ledger: ledger.clone(),
             readiness: tokio::sync::Mutex::new(None),
+            tls: tls_store,
         }));
         let router = api::router(state, config.request_timeout, config.max_body_bytes);
         Ok(Self {
@@ -310,7 +365,15 @@ impl Application {
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Bound::Plain(l) => l.local_addr(),
+            Bound::Tls { listener, .. } => axum::serve::Listener::local_addr(listener),
+        }
+    }
+
+    /// True when the server answers HTTPS.
+    pub fn serves_tls(&self) -> bool {
+        matches!(self.listener, Bound::Tls { .. })
     }
 
     /// The ledger the server writes to.
@@ -330,16 +393,35 @@ impl Application {
         stop: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let shutdown = async move {
             stop.await;
             tracing::info!("shutting down: draining requests in flight");
             let _ = stopped_tx.send(());
-        });
+        };
+        let app = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        // Two listener types, one serving loop each; the reload task lives as long as serving.
+        let server: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> =
+            match self.listener {
+                Bound::Plain(listener) => Box::pin(
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .into_future(),
+                ),
+                Bound::Tls {
+                    listener,
+                    _reload: reload,
+                } => {
+                    let serve = axum::serve(listener.with_connect_info(), app)
+                        .with_graceful_shutdown(shutdown);
+                    Box::pin(async move {
+                        let result = serve.await;
+                        drop(reload);
+                        result
+                    })
+                }
+            };
         let grace = self.grace;
         tokio::select! {
             result = server => result,

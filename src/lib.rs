@@ -16,3 +16,4 @@ pub mod policy;
 pub mod sas;
 pub mod secret;
 pub mod telemetry;
+pub mod tls;

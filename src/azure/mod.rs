@@ -16,3 +16,4 @@ pub use client::{
     SignedIdentifier,
 };
 pub use error::AzureError;
+pub(crate) use error::chain as error_chain;

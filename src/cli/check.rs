@@ -5,7 +5,8 @@
 //!
 //! What runs is the server's own code: [`Config::load`], [`load_policy`], the OIDC verifier
 //! (which reads `jwks_file`s and `ca_file`s), the Blob service client of every account (which
-//! reads its `ca_file`) and the Entra credential of every keyless account. What does not run:
+//! reads its `ca_file`), the Entra credential of every keyless account and the TLS certificate
+//! and key check ([`crate::tls::load`]). What does not run:
 //! opening the ledger (connection, TLS, migrations: `sasgate ledger verify` does that), fetching
 //! JWKS URLs, and asking Entra ID or Azure Storage for anything.
 //!
@@ -68,8 +69,19 @@ pub async fn config_check(config_path: Option<&Path>) -> ExitCode {
         Err(e) => errors.push(e.clone()),
     }
     warnings.extend(check_warnings(&config));
+    // Config::load has checked the pair already; loading it again describes it for the summary.
+    let tls = config.tls.as_ref().map(crate::tls::load);
+    match &tls {
+        Some(Err(e)) => errors.push(format!("{}: {e}", e.config_key())),
+        Some(Ok(c)) if c.is_expired(chrono::Utc::now()) => warnings.push(format!(
+            "server.tls_cert_file: the certificate expired at {}; clients refuse it until it is renewed",
+            c.not_after_text()
+        )),
+        _ => {}
+    }
 
     print_summary(&config, policy.as_ref(), ledger.as_ref().ok().map(|l| &l.0));
+    print_tls(&config, tls.as_ref().and_then(|t| t.as_ref().ok()));
     if warnings.is_empty() {
         println!("warnings: none");
     } else {
@@ -99,7 +111,7 @@ fn print_summary(config: &Config, policy: Option<&PolicySet>, ledger: Option<&St
     println!(
         "server: listen {}{}, public_url {}",
         config.listen,
-        if config.listen.ip().is_loopback() {
+        if config.tls.is_some() || config.listen.ip().is_loopback() {
             ""
         } else {
             " (plain HTTP beyond loopback: a TLS-terminating proxy must be in front)"
@@ -172,6 +184,35 @@ fn print_summary(config: &Config, policy: Option<&PolicySet>, ledger: Option<&St
         config.mint_rate.per_minute,
         config.mint_rate.burst
     );
+}
+
+/// Whether sasgate serves HTTPS, and which certificate: subject, expiry, fingerprint (no key).
+fn print_tls(config: &Config, loaded: Option<&crate::tls::LoadedCertificate>) {
+    match (&config.tls, loaded) {
+        (None, _) => println!(
+            "tls: off (plain HTTP{})",
+            if config.listen.ip().is_loopback() {
+                " on loopback"
+            } else {
+                ", allowed by server.allow_insecure_http"
+            }
+        ),
+        (Some(t), Some(c)) => println!(
+            "tls: on, certificate {} (chain of {}), not after {}, sha256 fingerprint {}; files {} and {}, re-read every {} and on SIGHUP",
+            c.subject(),
+            c.chain_len(),
+            c.not_after_text(),
+            c.fingerprint(),
+            t.cert_file.display(),
+            t.key_file.display(),
+            crate::policy::format_duration(
+                chrono::Duration::from_std(t.reload_interval).unwrap_or(chrono::Duration::zero())
+            ),
+        ),
+        (Some(_), None) => {
+            println!("tls: on, but the certificate or key is unusable (errors below)")
+        }
+    }
 }
 
 /// How an account signs, with the kind of Entra credential and never its secret.

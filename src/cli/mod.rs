@@ -66,6 +66,9 @@ struct ConfigArg {
 enum Command {
     /// Run the broker.
     Serve(ConfigArg),
+    /// Probe the local server's GET /healthz (the container image's HEALTHCHECK); exit 0 when it
+    /// answers 200. Reads the listen address and whether TLS is on from the configuration.
+    Healthcheck(ConfigArg),
     /// The hash-chained ledger: verify it, export it, print its head (reads the ledger named
     /// in the configuration directly).
     #[command(subcommand)]
@@ -335,6 +338,7 @@ pub fn run() -> ExitCode {
             request,
         }) => server::policy_explain(config.config.as_deref(), &principal, &request.to_json()),
         Command::Serve(c) => block_on(server::serve(c.config)),
+        Command::Healthcheck(c) => block_on(server::healthcheck(c.config.as_deref())),
         Command::Config(ConfigCommand::Check(c)) => {
             block_on(check::config_check(c.config.as_deref()))
         }

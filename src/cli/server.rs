@@ -13,12 +13,62 @@ fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
     })
 }
 
+/// `sasgate healthcheck`: GET /healthz on the server this configuration describes, over
+/// loopback when it listens on every address. Over TLS the certificate is not verified: the
+/// probe sends no credential and reads only the status, and the certificate names the public
+/// host, not 127.0.0.1. Exit 0 on 200, 1 otherwise.
+pub async fn healthcheck(config_path: Option<&Path>) -> ExitCode {
+    let config = match load_config(config_path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{addr}/healthz");
+    let client = match reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(std::time::Duration::from_secs(4))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("unhealthy: cannot build an HTTP client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match client.get(&url).send().await {
+        Ok(r) if r.status() == reqwest::StatusCode::OK => {
+            println!("healthy: {url} answered 200");
+            ExitCode::SUCCESS
+        }
+        Ok(r) => {
+            eprintln!("unhealthy: {url} answered {}", r.status());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("unhealthy: {url}: {}", crate::azure::error_chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 pub async fn serve(config_path: Option<PathBuf>) -> ExitCode {
     let config = match load_config(config_path.as_deref()) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    crate::telemetry::init(config.log_json, &config.log_level);
+    crate::telemetry::init(config.log_format, &config.log_level);
     for w in &config.warnings {
         tracing::warn!("{w}");
     }

@@ -28,6 +28,7 @@ use crate::policy::parse_duration;
 use crate::sas::name::AccountName;
 use crate::sas::version::SasVersion;
 use crate::secret::SigningKey;
+use crate::tls::TlsConfig;
 
 /// The configuration file read when no other is named.
 pub const DEFAULT_CONFIG_FILE: &str = "config/sasgate.toml";
@@ -69,8 +70,18 @@ pub struct RawConfig {
 pub struct ServerSection {
     pub listen: String,
     pub public_url: String,
-    /// Allow plain HTTP on a non-loopback address (behind a TLS-terminating proxy only).
-    pub allow_plain_http: bool,
+    /// Allow plain HTTP on a non-loopback address without TLS (behind a TLS-terminating proxy
+    /// only: a SAS crossing plain HTTP is leaked).
+    pub allow_insecure_http: bool,
+    /// PEM certificate chain, server certificate first; with `tls_key_file`, sasgate serves
+    /// HTTPS. Empty or absent: plain HTTP.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC) of the server certificate.
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
+    /// How often the certificate and key files are re-read (also on SIGHUP).
+    pub tls_reload_interval: String,
     pub request_timeout: String,
     pub max_body_bytes: usize,
     /// How long graceful shutdown waits for requests in flight.
@@ -113,7 +124,7 @@ pub struct StoredPoliciesSection {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogSection {
-    /// `text` or `json`.
+    /// `auto` (JSON lines, or text when standard error is a terminal), `json` or `text`.
     pub format: String,
     /// A tracing filter, e.g. `info` or `sasgate=debug,info`.
     pub level: String,
@@ -158,7 +169,10 @@ impl Default for RawConfig {
             server: ServerSection {
                 listen: "127.0.0.1:8080".into(),
                 public_url: "http://127.0.0.1:8080".into(),
-                allow_plain_http: false,
+                allow_insecure_http: false,
+                tls_cert_file: None,
+                tls_key_file: None,
+                tls_reload_interval: "30s".into(),
                 request_timeout: "10s".into(),
                 max_body_bytes: 16 * 1024,
                 shutdown_grace: "20s".into(),
@@ -182,7 +196,7 @@ impl Default for RawConfig {
                 rotation: "1h".into(),
             },
             log: LogSection {
-                format: "text".into(),
+                format: "auto".into(),
                 level: "info".into(),
             },
             accounts: Vec::new(),
@@ -240,6 +254,9 @@ pub struct ApiKeyPrincipal {
 pub struct Config {
     pub listen: SocketAddr,
     pub public_url: url::Url,
+    /// HTTPS: the certificate and key files; `None` serves plain HTTP (loopback, or beyond it
+    /// with `server.allow_insecure_http`).
+    pub tls: Option<TlsConfig>,
     pub request_timeout: std::time::Duration,
     pub max_body_bytes: usize,
     pub shutdown_grace: std::time::Duration,
@@ -250,7 +267,8 @@ pub struct Config {
     pub start_backdate: Duration,
     pub policy_dir: PathBuf,
     pub policy_rotation: Duration,
-    pub log_json: bool,
+    /// How log lines are written (see [`crate::telemetry`]).
+    pub log_format: crate::telemetry::LogFormat,
     pub log_level: String,
     pub accounts: BTreeMap<String, Account>,
     pub principals: Vec<ApiKeyPrincipal>,
@@ -277,6 +295,23 @@ pub(crate) fn is_loopback(u: &url::Url) -> bool {
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
         Some(url::Host::Domain(d)) => d == "localhost",
         None => false,
+    }
+}
+
+/// Keys whose own name ends in `_FILE` (as their variable names are written after `SASGATE_`):
+/// `SASGATE_SERVER__TLS_CERT_FILE=/path` sets the key itself, and only `…_FILE_FILE` would read
+/// the value from a file.
+const KEYS_NAMED_FILE: &[&str] = &["SERVER__TLS_CERT_FILE", "SERVER__TLS_KEY_FILE"];
+
+/// A variable name without `SASGATE_`, split into the key it sets and whether it names a file
+/// holding the value (`…_FILE`).
+fn split_file_suffix(rest: &str) -> (&str, bool) {
+    if KEYS_NAMED_FILE.iter().any(|k| k.eq_ignore_ascii_case(rest)) {
+        return (rest, false);
+    }
+    match rest.strip_suffix("_FILE") {
+        Some(r) => (r, true),
+        None => (rest, false),
     }
 }
 
@@ -323,9 +358,7 @@ impl Config {
         let mut values: Vec<(String, String)> = Vec::new();
         // A key set both directly and through a file is ambiguous: refuse it rather than pick.
         for (name, _) in env {
-            if let Some(base) = name
-                .strip_prefix("SASGATE_")
-                .and_then(|r| r.strip_suffix("_FILE"))
+            if let Some((base, true)) = name.strip_prefix("SASGATE_").map(split_file_suffix)
                 && env
                     .iter()
                     .any(|(n, v)| n == &format!("SASGATE_{base}") && !v.is_empty())
@@ -342,10 +375,7 @@ impl Config {
             let Some(rest) = name.strip_prefix("SASGATE_") else {
                 continue;
             };
-            let (rest, from_file) = match rest.strip_suffix("_FILE") {
-                Some(r) => (r, true),
-                None => (rest, false),
-            };
+            let (rest, from_file) = split_file_suffix(rest);
             // An empty variable is unset (`docker run -e SASGATE_X=` clears an image default).
             if value.is_empty() {
                 continue;
@@ -391,7 +421,7 @@ impl Config {
 }
 
 /// Environment values are strings; booleans and integers are recognised so that
-/// `SASGATE_SERVER__ALLOW_PLAIN_HTTP=true` works.
+/// `SASGATE_SERVER__ALLOW_INSECURE_HTTP=true` works.
 fn parse_env_value(value: &str) -> figment::value::Value {
     use figment::value::Value;
     if let Ok(b) = value.parse::<bool>() {
@@ -484,14 +514,22 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             None
         }
     };
+    // An empty path is no path (`SASGATE_SERVER__TLS_CERT_FILE=` unsets it too).
+    let tls_file = |p: &Option<PathBuf>| p.clone().filter(|p| !p.as_os_str().is_empty());
+    let (cert_file, key_file) = (
+        tls_file(&raw.server.tls_cert_file),
+        tls_file(&raw.server.tls_key_file),
+    );
+    let tls_wanted = cert_file.is_some() || key_file.is_some();
     if let Some(a) = listen
         && !a.ip().is_loopback()
-        && !raw.server.allow_plain_http
+        && !tls_wanted
+        && !raw.server.allow_insecure_http
     {
         err(
-                "server.listen",
-                "plain HTTP is only served on a loopback address; listen on 127.0.0.1, or set server.allow_plain_http = true if a TLS-terminating proxy is in front".into(),
-            );
+            "server.listen",
+            "plain HTTP is only served on a loopback address, since a SAS crossing plain HTTP is leaked; set server.tls_cert_file and server.tls_key_file to serve HTTPS, listen on 127.0.0.1, or set server.allow_insecure_http = true if a TLS-terminating proxy is in front".into(),
+        );
     }
     let public_url = url::Url::parse(&raw.server.public_url)
         .map_err(|_| {
@@ -501,6 +539,15 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             )
         })
         .ok();
+    if tls_wanted
+        && let Some(u) = &public_url
+        && u.scheme() != "https"
+    {
+        err(
+            "server.public_url",
+            "must be https:// when server.tls_cert_file is set: sasgate serves HTTPS, and broker links are built from this URL; write https://<the host name in the certificate>[:port]".into(),
+        );
+    }
     let mut duration = |key: &str, text: &str| -> Option<Duration> {
         match parse_duration(text) {
             Ok(d) if d > Duration::zero() => Some(d),
@@ -519,6 +566,41 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
     let default_ttl = duration("limits.default_ttl", &raw.limits.default_ttl);
     let start_backdate = duration("limits.start_backdate", &raw.limits.start_backdate);
     let policy_rotation = duration("stored_policies.rotation", &raw.stored_policies.rotation);
+    let tls_reload_interval = duration(
+        "server.tls_reload_interval",
+        &raw.server.tls_reload_interval,
+    );
+    let tls = match (cert_file, key_file) {
+        (Some(cert_file), Some(key_file)) => tls_reload_interval.map(|interval| TlsConfig {
+            cert_file,
+            key_file,
+            reload_interval: interval
+                .to_std()
+                .unwrap_or(std::time::Duration::from_secs(30)),
+        }),
+        (Some(_), None) => {
+            err(
+                "server.tls_key_file",
+                "is missing: server.tls_cert_file is set; give the PEM private key of the certificate too, or remove both to serve plain HTTP".into(),
+            );
+            None
+        }
+        (None, Some(_)) => {
+            err(
+                "server.tls_cert_file",
+                "is missing: server.tls_key_file is set; give the PEM certificate chain too, or remove both to serve plain HTTP".into(),
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    // The same check as start-up and every reload: both files readable, the chain parses, the
+    // key matches its first certificate. Errors carry no file content.
+    if let Some(t) = &tls
+        && let Err(e) = crate::tls::load(t)
+    {
+        err(e.config_key(), e.to_string());
+    }
     if let Some(m) = max_ttl {
         if m > ABSOLUTE_MAX_TTL {
             err(
@@ -575,12 +657,17 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             "must be a sqlite:// URL (for example sqlite://data/sasgate.db) or a postgres:// URL (for several replicas)".into(),
         );
     }
-    let log_json = match raw.log.format.as_str() {
-        "json" => true,
-        "text" => false,
+    let log_format = match raw.log.format.as_str() {
+        "auto" => crate::telemetry::LogFormat::Auto,
+        "json" => crate::telemetry::LogFormat::Json,
+        "text" => crate::telemetry::LogFormat::Text,
         _ => {
-            err("log.format", "must be text or json".into());
-            false
+            err(
+                "log.format",
+                "must be auto (JSON lines, or text when standard error is a terminal), json or text"
+                    .into(),
+            );
+            crate::telemetry::LogFormat::Auto
         }
     };
 
@@ -833,6 +920,12 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
         ) if errors.is_empty() => Ok(Config {
             listen,
             public_url,
+            warnings: unknown_variables(env, &raw.accounts)
+                .into_iter()
+                .chain((!demo.is_empty()).then(|| format!("demo principals {} use API keys published in README.md; remove them before real use", demo.join(", "))))
+                .chain((tls.is_some() && raw.server.allow_insecure_http).then(|| "server.allow_insecure_http = true has no effect: sasgate serves HTTPS (server.tls_cert_file is set); remove it".to_owned()))
+                .collect(),
+            tls,
             request_timeout: rt.to_std().unwrap_or(std::time::Duration::from_secs(10)),
             max_body_bytes: raw.server.max_body_bytes,
             shutdown_grace: sg.to_std().unwrap_or(std::time::Duration::from_secs(20)),
@@ -843,12 +936,8 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
             start_backdate,
             policy_dir: raw.policy.dir,
             policy_rotation: policy_rotation.unwrap_or(Duration::hours(1)),
-            log_json,
+            log_format,
             log_level: raw.log.level,
-            warnings: unknown_variables(env, &raw.accounts)
-                .into_iter()
-                .chain((!demo.is_empty()).then(|| format!("demo principals {} use API keys published in README.md; remove them before real use", demo.join(", "))))
-                .collect(),
             accounts,
             principals,
             oidc,
@@ -1042,7 +1131,7 @@ mod tests {
         let file = write(
             dir.path(),
             &format!(
-                "[server]\nlisten = \"0.0.0.0:8080\"\nallow_plain_http = true\n[ledger]\nurl = \"sqlite::memory:\"\n[limits]\nstart_backdate = \"2h\"\n\
+                "[server]\nlisten = \"0.0.0.0:8080\"\nallow_insecure_http = true\n[ledger]\nurl = \"sqlite::memory:\"\n[limits]\nstart_backdate = \"2h\"\n\
                  [principals.a]\napi_key_sha256 = \"{demo}\"\n\
                  [principals.b]\napi_key_sha256 = \"{h}\"\n[principals.c]\napi_key_sha256 = \"{h}\"\n\
                  [[accounts]]\nname = \"real\"\nkey_env = \"SASGATE_KEY_ACCT\"\ninsecure_allow_http = true\n",
@@ -1075,6 +1164,100 @@ mod tests {
         let file = write(dir.path(), "[limits]\nmax_ttl = \"7d\"\n");
         let err = Config::load_from(Some(&file), &[]).unwrap_err();
         assert!(err.to_string().contains("signed window"), "{err}");
+    }
+
+    /// A self-signed certificate for `localhost` and its key, written as `cert.pem` and
+    /// `key.pem` in `dir`.
+    fn tls_files(dir: &Path) -> (PathBuf, PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn tls_keys_ending_in_file_are_paths_not_file_indirections() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_files(dir.path());
+        let file = write(dir.path(), "[server]\nlisten = \"0.0.0.0:8443\"\n");
+        let c = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_SERVER__TLS_CERT_FILE", cert.to_str().unwrap()),
+                ("SASGATE_SERVER__TLS_KEY_FILE", key.to_str().unwrap()),
+                ("SASGATE_SERVER__PUBLIC_URL", "https://localhost:8443"),
+            ]),
+        )
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!((tls.cert_file, tls.key_file), (cert.clone(), key.clone()));
+        assert_eq!(tls.reload_interval, std::time::Duration::from_secs(30));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        // `…_FILE_FILE` reads the path from a file, like any other key.
+        let holder = dir.path().join("cert-path");
+        std::fs::write(&holder, format!("{}\n", cert.display())).unwrap();
+        let c = Config::load_from(
+            Some(&file),
+            &env(&[
+                (
+                    "SASGATE_SERVER__TLS_CERT_FILE_FILE",
+                    holder.to_str().unwrap(),
+                ),
+                ("SASGATE_SERVER__TLS_KEY_FILE", key.to_str().unwrap()),
+                ("SASGATE_SERVER__PUBLIC_URL", "https://localhost:8443"),
+                ("SASGATE_SERVER__TLS_RELOAD_INTERVAL", "5s"),
+            ]),
+        )
+        .unwrap();
+        let tls = c.tls.unwrap();
+        assert_eq!(tls.cert_file, cert);
+        assert_eq!(tls.reload_interval, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn plain_http_beyond_loopback_needs_tls_or_allow_insecure_http() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "[server]\nlisten = \"0.0.0.0:8080\"\n");
+        let err = Config::load_from(Some(&file), &[]).unwrap_err();
+        assert_eq!(err.0[0].key, "server.listen", "{err}");
+        assert!(
+            err.0[0]
+                .message
+                .contains("server.allow_insecure_http = true")
+                && err.0[0].message.contains("server.tls_cert_file"),
+            "{err}"
+        );
+        let c = Config::load_from(
+            Some(&file),
+            &env(&[("SASGATE_SERVER__ALLOW_INSECURE_HTTP", "true")]),
+        )
+        .unwrap();
+        assert!(c.tls.is_none());
+        // The old name is gone.
+        let file = write(dir.path(), "[server]\nallow_plain_http = true\n");
+        let err = Config::load_from(Some(&file), &[]).unwrap_err();
+        assert_eq!(err.0[0].key, "server.allow_plain_http", "{err}");
+        // allow_insecure_http beside TLS does nothing: a warning says so.
+        let (cert, key) = tls_files(dir.path());
+        let file = write(
+            dir.path(),
+            &format!(
+                "[server]\nlisten = \"0.0.0.0:8443\"\npublic_url = \"https://localhost\"\nallow_insecure_http = true\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+                cert.display(),
+                key.display()
+            ),
+        );
+        let c = Config::load_from(Some(&file), &[]).unwrap();
+        assert!(
+            c.warnings.iter().any(|w| w.contains("allow_insecure_http")),
+            "{:?}",
+            c.warnings
+        );
     }
 
     #[test]
