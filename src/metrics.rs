@@ -15,6 +15,8 @@
 //! | `sasgate_delegation_key_renewals_total` | counter | `account` |
 //! | `sasgate_delegation_key_failures_total` | counter | `account` |
 //! | `sasgate_delegation_key_expiry_seconds` | gauge | `account` (Unix time the current key expires) |
+//! | `sasgate_auth_failures_total` | counter | `code` (`unauthenticated`, `bad_signature`, … ) |
+//! | `sasgate_tls_certificate_expiry_seconds` | gauge | – (Unix time; only when sasgate serves TLS) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -38,6 +40,7 @@ pub struct Metrics {
     /// Sum of commit latencies, in microseconds.
     commit_sum_us: AtomicU64,
     commit_failures: AtomicU64,
+    auth_failures: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 /// Per-account user delegation key figures, read when rendering.
@@ -76,6 +79,11 @@ impl Metrics {
         }
     }
 
+    /// A request refused before authentication completed, with its problem code.
+    pub fn auth_failure(&self, code: &'static str) {
+        bump(&self.auth_failures, code);
+    }
+
     pub fn redemption(&self, outcome: &'static str) {
         bump(&self.redemptions, outcome);
     }
@@ -100,7 +108,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, keys: &[KeyFigures]) -> String {
+    pub fn render(&self, keys: &[KeyFigures], tls_expiry: Option<i64>) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -126,6 +134,15 @@ impl Metrics {
                     "sasgate_denials_total{{code=\"{}\"}} {n}",
                     escape(code)
                 );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sasgate_auth_failures_total Requests refused because their credential was missing or not accepted, by problem code.\n# TYPE sasgate_auth_failures_total counter"
+        );
+        if let Ok(m) = self.auth_failures.lock() {
+            for (code, n) in m.iter() {
+                let _ = writeln!(out, "sasgate_auth_failures_total{{code=\"{code}\"}} {n}");
             }
         }
         let _ = writeln!(
@@ -208,6 +225,12 @@ impl Metrics {
                 );
             }
         }
+        if let Some(at) = tls_expiry {
+            let _ = writeln!(
+                out,
+                "# HELP sasgate_tls_certificate_expiry_seconds When the TLS certificate in service expires (Unix time).\n# TYPE sasgate_tls_certificate_expiry_seconds gauge\nsasgate_tls_certificate_expiry_seconds {at}"
+            );
+        }
         out
     }
 }
@@ -230,15 +253,20 @@ mod tests {
         m.mint(Some("r1"), "issued");
         m.mint(None, "denied");
         m.denial("no_matching_rule");
+        m.auth_failure("bad_signature");
+        m.auth_failure("bad_signature");
         m.ledger_commit(std::time::Duration::from_micros(800), true);
         m.ledger_commit(std::time::Duration::from_millis(30), true);
         m.ledger_commit(std::time::Duration::from_millis(1), false);
-        let text = m.render(&[KeyFigures {
-            account: "acct".into(),
-            renewals: 2,
-            failures: 1,
-            expires_at: Some(1_800_000_000),
-        }]);
+        let text = m.render(
+            &[KeyFigures {
+                account: "acct".into(),
+                renewals: 2,
+                failures: 1,
+                expires_at: Some(1_800_000_000),
+            }],
+            Some(1_900_000_000),
+        );
         assert!(text.contains("sasgate_mints_total{rule=\"r1\",outcome=\"issued\"} 2"));
         assert!(text.contains("sasgate_mints_total{rule=\"none\",outcome=\"denied\"} 1"));
         assert!(text.contains("sasgate_denials_total{code=\"no_matching_rule\"} 1"));
@@ -248,6 +276,8 @@ mod tests {
         assert!(text.contains("sasgate_ledger_commit_seconds_count 2"));
         assert!(text.contains("sasgate_ledger_commit_failures_total 1"));
         assert!(text.contains("sasgate_delegation_key_renewals_total{account=\"acct\"} 2"));
+        assert!(text.contains("sasgate_tls_certificate_expiry_seconds 1900000000"));
+        assert!(text.contains("sasgate_auth_failures_total{code=\"bad_signature\"} 2"));
         assert!(
             text.contains("sasgate_delegation_key_expiry_seconds{account=\"acct\"} 1800000000")
         );

@@ -64,6 +64,9 @@ async fn metrics_count_what_happened_and_name_no_one() {
         }
     };
     assert_eq!(get(app.alice.clone()).await.0, 403);
+    // Two refused credentials: none, and a wrong API key.
+    assert_eq!(get(String::new()).await.0, 401);
+    assert_eq!(get("sgk_not_a_key".into()).await.0, 401);
     let (status, ctype, text) = get(app.admin.clone()).await;
     assert_eq!(status, 200);
     assert!(ctype.unwrap().starts_with("text/plain; version=0.0.4"));
@@ -77,10 +80,20 @@ async fn metrics_count_what_happened_and_name_no_one() {
         "sasgate_link_redemptions_total{outcome=\"gone\"} 1",
         "sasgate_ledger_commit_seconds_count 2",
         "sasgate_ledger_commit_failures_total 0",
+        "sasgate_auth_failures_total{code=\"unauthenticated\"} 2",
     ] {
         assert!(text.contains(line), "missing {line}:\n{text}");
     }
-    for secret in ["alice", "keys.txt", "paper.pdf", "sig=", code] {
+    // Plain HTTP here: no certificate, so no certificate expiry.
+    assert!(!text.contains("sasgate_tls_certificate_expiry_seconds"));
+    for secret in [
+        "alice",
+        "keys.txt",
+        "paper.pdf",
+        "sig=",
+        code,
+        "sgk_not_a_key",
+    ] {
         assert!(!text.contains(secret), "{secret} in the metrics");
     }
     app.stop().await;

@@ -463,3 +463,31 @@ async fn generations_rotate_and_retire_once_nothing_bound_to_them_is_live() {
     // A generation with a live token is kept however old it is.
     assert_eq!(app.download(second["url"].as_str().unwrap()).await.0, 200);
 }
+
+#[tokio::test]
+async fn a_revocation_without_a_usable_reason_is_refused_even_when_nothing_would_be_revoked() {
+    let app = spawn_app().await;
+    let long = "x".repeat(501);
+    for (path, body) in [
+        (
+            "/v1/emergency/revoke-policies",
+            json!({"account": "devstoreaccount1", "reason": long}),
+        ),
+        (
+            "/v1/emergency/revoke-policies",
+            json!({"account": "devstoreaccount1", "reason": "a\u{7}bell"}),
+        ),
+        (
+            "/v1/emergency/revoke-policies",
+            json!({"account": "devstoreaccount1", "reason": "  "}),
+        ),
+        (
+            "/v1/revocations",
+            json!({"principal": "user:nobody", "reason": long}),
+        ),
+    ] {
+        let (status, problem) = app.post(&app.admin, path, body).await;
+        assert_eq!(status, 400, "{path}: {problem}");
+        assert_eq!(problem["code"], "invalid_request", "{path}");
+    }
+}

@@ -22,46 +22,55 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
-        let Some(value) = header else {
-            return Err(Problem::new(
-                Code::Unauthenticated,
-                "send Authorization: Bearer <your sasgate API key or your CI job's OIDC token>",
-            ));
-        };
-        let credential = value.strip_prefix("Bearer ").map(str::trim).unwrap_or("");
-        // An OIDC ID token (a JWT) from a configured issuer.
-        if !credential.starts_with(API_KEY_PREFIX)
-            && credential.matches('.').count() == 2
-            && !state.oidc.is_empty()
-        {
-            return match state.oidc.verify(credential, chrono::Utc::now()).await {
-                Ok(token) => Ok(Caller(Principal::from_oidc(token))),
-                Err(e) => {
-                    tracing::warn!(
-                        client = client_addr(parts).as_deref().unwrap_or("-"),
-                        code = e.code(),
-                        "rejected OIDC token"
-                    );
-                    Err(oidc_problem(&e))
-                }
-            };
+        let result = authenticate(parts, state).await;
+        if let Err(p) = &result {
+            state.broker.metrics.auth_failure(p.code.as_str());
         }
-        match authenticate_api_key(&state.principals, credential) {
-            Some(p) => Ok(Caller(p)),
-            None => {
+        result
+    }
+}
+
+/// The principal behind the request's bearer credential, or the 401 (503) to answer.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> {
+    let header = parts
+        .headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let Some(value) = header else {
+        return Err(Problem::new(
+            Code::Unauthenticated,
+            "send Authorization: Bearer <your sasgate API key or your CI job's OIDC token>",
+        ));
+    };
+    let credential = value.strip_prefix("Bearer ").map(str::trim).unwrap_or("");
+    // An OIDC ID token (a JWT) from a configured issuer.
+    if !credential.starts_with(API_KEY_PREFIX)
+        && credential.matches('.').count() == 2
+        && !state.oidc.is_empty()
+    {
+        return match state.oidc.verify(credential, chrono::Utc::now()).await {
+            Ok(token) => Ok(Caller(Principal::from_oidc(token))),
+            Err(e) => {
                 tracing::warn!(
                     client = client_addr(parts).as_deref().unwrap_or("-"),
-                    "rejected credential"
+                    code = e.code(),
+                    "rejected OIDC token"
                 );
-                Err(Problem::new(
-                    Code::Unauthenticated,
-                    "the credential is not valid; check your API key",
-                ))
+                Err(oidc_problem(&e))
             }
+        };
+    }
+    match authenticate_api_key(&state.principals, credential) {
+        Some(p) => Ok(Caller(p)),
+        None => {
+            tracing::warn!(
+                client = client_addr(parts).as_deref().unwrap_or("-"),
+                "rejected credential"
+            );
+            Err(Problem::new(
+                Code::Unauthenticated,
+                "the credential is not valid; check your API key",
+            ))
         }
     }
 }

@@ -1,39 +1,94 @@
-//! Liveness and readiness.
+//! Liveness, readiness and metrics.
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use axum::response::{IntoResponse as _, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::AppState;
+use super::auth::Caller;
 use super::problem::{Code, Problem};
 
+/// The liveness answer.
+#[derive(Serialize, ToSchema)]
+pub struct Live {
+    /// Always `ok`.
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
+
+/// The readiness answer.
+#[derive(Serialize, ToSchema)]
+pub struct Ready {
+    /// Always `ready`.
+    #[schema(value_type = String, example = "ready")]
+    status: &'static str,
+    /// Always `ok`: the ledger was read and written.
+    #[schema(value_type = String, example = "ok")]
+    ledger: &'static str,
+}
+
 /// Liveness: the process serves requests.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    operation_id = "healthz",
+    responses(
+        (status = 200, description = "The process serves requests", body = Live),
+        (status = 500, response = super::openapi::Internal),
+    )
+)]
+pub async fn healthz() -> Json<Live> {
+    Json(Live { status: "ok" })
 }
 
 /// Readiness: the ledger can be read and written, so tokens can be issued.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, Problem> {
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready to issue tokens", body = Ready),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, Problem> {
     state
         .ledger
         .check()
         .await
         .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))?;
-    Ok(Json(json!({"status": "ready", "ledger": "ok"})))
+    Ok(Json(Ready {
+        status: "ready",
+        ledger: "ok",
+    }))
 }
 
-/// Prometheus metrics (`src/metrics.rs`), for principals with the `metrics` or `admin` role.
-pub async fn metrics(
-    axum::extract::State(state): axum::extract::State<AppState>,
-    super::auth::Caller(caller): super::auth::Caller,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
+/// Prometheus metrics, for principals with the `metrics` or `admin` role.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4",
+            content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: the principal has neither the `metrics` nor the `admin` role",
+            content_type = "application/problem+json", body = Problem),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
+pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> Response {
     if !(caller.is_admin() || caller.roles.iter().any(|r| r == "metrics")) {
-        return super::problem::Problem::new(
-            super::problem::Code::Forbidden,
-            "metrics need the metrics or admin role",
-        )
-        .into_response();
+        return Problem::new(Code::Forbidden, "metrics need the metrics or admin role")
+            .into_response();
     }
     let keys: Vec<crate::metrics::KeyFigures> = state
         .broker
@@ -51,7 +106,14 @@ pub async fn metrics(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.broker.metrics.render(&keys),
+        state.broker.metrics.render(
+            &keys,
+            state
+                .tls
+                .as_ref()
+                .and_then(|t| t.current().not_after())
+                .map(|at| at.timestamp()),
+        ),
     )
         .into_response()
 }

@@ -12,21 +12,32 @@ use super::problem::{Code, Problem};
 use crate::ledger::{IssuanceRecord, LedgerError, ListFilter, Status};
 
 /// Query parameters of the listing. Unknown parameters are refused.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this principal's issuances (`user:alice`, `oidc:<issuer>#<subject>`).
     principal: Option<String>,
+    /// Only this storage account.
     account: Option<String>,
+    /// Only this container.
     container: Option<String>,
+    /// Only issuances with this status as of now.
+    #[param(inline)]
     status: Option<Status>,
+    /// Issued at or after (RFC 3339).
     since: Option<DateTime<Utc>>,
+    /// Issued before (RFC 3339).
     until: Option<DateTime<Utc>>,
+    /// Page size, 1 to 1000; default 50.
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
 /// An issuance as shown to callers, with its status as of now.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct IssuanceView {
     #[serde(flatten)]
     record: IssuanceRecord,
@@ -42,12 +53,34 @@ fn view(record: IssuanceRecord, now: DateTime<Utc>) -> IssuanceView {
 }
 
 /// The listing page.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ListResponse {
+    /// Newest first.
     items: Vec<IssuanceView>,
+    /// Pass as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
 }
 
+/// Lists issuances, newest first (admins).
+#[utoipa::path(
+    get,
+    path = "/v1/issuances",
+    tag = "issuances",
+    operation_id = "list_issuances",
+    security(("bearer" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of issuances", body = ListResponse),
+        (status = 400, description = "`invalid_request`: an unknown or malformed filter, a limit \
+            outside 1 to 1000, or a cursor this server did not return", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: listing needs the admin role", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -98,6 +131,24 @@ pub async fn list(
     }))
 }
 
+/// One issuance (admins, or the principal that got it).
+#[utoipa::path(
+    get,
+    path = "/v1/issuances/{id}",
+    tag = "issuances",
+    operation_id = "show_issuance",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The issuance id (`iss_…`)")),
+    responses(
+        (status = 200, description = "The issuance", body = IssuanceView),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 404, description = "`not_found`: no issuance with that id is visible to the \
+            caller (another principal's issuance answers the same)", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn show(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -118,7 +169,7 @@ pub async fn show(
 }
 
 /// Body of `POST /v1/issuances/lookup`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LookupBody {
     /// A SAS URL or query string, e.g. one found leaked in a repository or a chat.
@@ -126,7 +177,7 @@ pub struct LookupBody {
 }
 
 /// What a lookup found: the issuance, and what revoking it would take.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct LookupResponse {
     #[serde(flatten)]
     issuance: IssuanceView,
@@ -134,8 +185,30 @@ pub struct LookupResponse {
     revoke: String,
 }
 
-/// Finds the issuance behind a leaked SAS by the SHA-256 of its signature (admins only). The
-/// URL is parsed, never logged or stored.
+/// Finds the issuance behind a leaked SAS or broker link (admins).
+///
+/// By the SHA-256 of its signature. The URL is parsed, never logged or stored.
+#[utoipa::path(
+    post,
+    path = "/v1/issuances/lookup",
+    tag = "issuances",
+    operation_id = "lookup_issuance",
+    security(("bearer" = [])),
+    request_body(content = LookupBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The issuance behind the SAS or broker link", body = LookupResponse),
+        (status = 400, description = "`invalid_request`: the body is not `{\"url\": …}`, or the \
+            text is neither a SAS nor a broker link", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: lookup needs the admin role", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: sasgate did not issue a SAS with this signature",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn lookup(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -196,13 +269,38 @@ fn link_code(text: &str) -> Option<String> {
 }
 
 /// Body of `POST /v1/issuances/{id}/revoke`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeBody {
+    /// Why it is revoked: 1 to 500 characters, no control characters.
+    #[schema(max_length = 500, example = "leaked in a public repository")]
     reason: String,
 }
 
 /// Revokes one issuance (admins) and says what that achieved.
+#[utoipa::path(
+    post,
+    path = "/v1/issuances/{id}/revoke",
+    tag = "revocation",
+    operation_id = "revoke_issuance",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The issuance id (`iss_…`)")),
+    request_body(content = RevokeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Revoked (or already revoked), with what that achieved and \
+            when it takes effect", body = crate::broker::RevokeOutcome),
+        (status = 400, description = "`invalid_request`: the body is not `{\"reason\": …}` with a \
+            reason of 1 to 500 characters, or the issuance's account is no longer configured",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: revoking needs the admin role", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 404, description = "`not_found`: no issuance with that id", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn revoke(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -257,8 +355,32 @@ fn revoke_problem(e: crate::broker::RevokeError) -> Problem {
     }
 }
 
-/// The emergency stop for user delegation SAS (admins): revokes every user delegation key of
-/// the account in Azure and records it.
+/// Emergency stop for user delegation SAS (admins).
+///
+/// Revokes every user delegation key of the account in Azure (which ends every user delegation
+/// SAS of the account, sasgate's or not) and records it.
+#[utoipa::path(
+    post,
+    path = "/v1/emergency/revoke-delegation-keys",
+    tag = "revocation",
+    operation_id = "emergency_revoke_delegation_keys",
+    security(("bearer" = [])),
+    request_body(content = EmergencyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every user delegation key of the account was revoked in \
+            Azure, and the account's user delegation issuances are recorded as revoked",
+            body = crate::broker::KeyStopOutcome),
+        (status = 400, description = "`invalid_request`: the body is not `{\"account\", \
+            \"reason\"}`, the reason is empty or too long, or the account does not sign with \
+            Microsoft Entra ID (no `[accounts.entra]` with a `resource_id`)", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: the emergency stop needs the admin role",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn emergency_keys(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -278,18 +400,43 @@ pub async fn emergency_keys(
         .map_err(revoke_problem)
 }
 
-/// Body of `POST /v1/revocations`.
-#[derive(Deserialize)]
+/// Body of `POST /v1/revocations`: every filter given must match; at least one is required.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkBody {
+    /// Issuances of this principal (`user:alice`, `oidc:<issuer>#<subject>`).
     principal: Option<String>,
+    /// Issuances on this storage account.
     account: Option<String>,
+    /// Issuances on this container.
     container: Option<String>,
+    /// Issuances granted by this policy rule.
     rule: Option<String>,
+    /// Why they are revoked: 1 to 500 characters, no control characters.
+    #[schema(max_length = 500)]
     reason: String,
 }
 
 /// Revokes every active issuance of a principal, account, container or rule (admins).
+#[utoipa::path(
+    post,
+    path = "/v1/revocations",
+    tag = "revocation",
+    operation_id = "revoke_matching",
+    security(("bearer" = [])),
+    request_body(content = BulkBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "What each revocation achieved", body = crate::broker::BulkOutcome),
+        (status = 400, description = "`invalid_request`: no filter, a bad reason, more matches \
+            than one call takes, or a body that is not the expected JSON", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: revoking needs the admin role", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn revoke_bulk(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -315,16 +462,43 @@ pub async fn revoke_bulk(
         .map_err(revoke_problem)
 }
 
-/// Body of `POST /v1/emergency/revoke-policies`.
-#[derive(Deserialize)]
+/// Body of the emergency stops (`POST /v1/emergency/…`).
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmergencyBody {
+    /// The storage account, as configured in `[[accounts]]`.
+    #[schema(example = "devstoreaccount1")]
     account: String,
+    /// Why: 1 to 500 characters, no control characters.
+    #[schema(max_length = 500)]
     reason: String,
 }
 
-/// The emergency stop (admins): deletes every stored access policy sasgate owns on every
-/// container of the account.
+/// Emergency stop for stored access policies (admins).
+///
+/// Deletes every stored access policy sasgate owns on every container of the account, which
+/// revokes every token bound to one.
+#[utoipa::path(
+    post,
+    path = "/v1/emergency/revoke-policies",
+    tag = "revocation",
+    operation_id = "emergency_revoke_policies",
+    security(("bearer" = [])),
+    request_body(content = EmergencyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Every stored access policy sasgate owns on the account was \
+            deleted", body = crate::broker::EmergencyOutcome),
+        (status = 400, description = "`invalid_request`: the body is not `{\"account\", \
+            \"reason\"}`, the reason is empty, too long or has control characters, or the account \
+            is not configured", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: the emergency stop needs the admin role",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn emergency(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -336,18 +510,31 @@ pub async fn emergency(
         body,
         "send {\"account\": \"…\", \"reason\": \"…\"}",
     )?;
-    if b.reason.trim().is_empty() {
-        return Err(Problem::new(Code::InvalidRequest, "give a reason"));
-    }
     state
         .broker
-        .emergency_revoke_policies(&b.account, &caller, b.reason.trim(), Utc::now())
+        .emergency_revoke_policies(&b.account, &caller, &b.reason, Utc::now())
         .await
         .map(Json)
         .map_err(revoke_problem)
 }
 
-/// The ledger's verification report (admins): the whole chain and every issuance row.
+/// Verifies the ledger (admins): the whole hash chain and every issuance row.
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/verify",
+    tag = "ledger",
+    operation_id = "verify_ledger",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The report; `first_bad` is null when the ledger is intact",
+            body = crate::ledger::chain::VerifyReport),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: verifying needs the admin role", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn ledger_verify(
     State(state): State<AppState>,
     Caller(caller): Caller,
@@ -366,11 +553,38 @@ pub async fn ledger_verify(
         .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))
 }
 
-/// The chain head `{seq, hash}` (admins), to anchor elsewhere.
+/// The chain head, to anchor elsewhere.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct LedgerHead {
+    /// The last entry's sequence number; 0 for an empty ledger.
+    seq: u64,
+    /// The last entry's hash, lowercase hex.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
+    hash: String,
+    /// `<seq>:<hash>`, as `sasgate ledger head` prints it.
+    head: String,
+}
+
+/// The ledger's chain head (admins), to anchor elsewhere.
+#[utoipa::path(
+    get,
+    path = "/v1/ledger/head",
+    tag = "ledger",
+    operation_id = "ledger_head",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The chain head", body = LedgerHead),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "`forbidden`: reading the head needs the admin role",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn ledger_head(
     State(state): State<AppState>,
     Caller(caller): Caller,
-) -> Result<Json<serde_json::Value>, Problem> {
+) -> Result<Json<LedgerHead>, Problem> {
     if !caller.is_admin() {
         return Err(Problem::new(
             Code::Forbidden,
@@ -382,9 +596,9 @@ pub async fn ledger_head(
         .chain_head()
         .await
         .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))?;
-    Ok(Json(serde_json::json!({
-        "seq": head.seq,
-        "hash": crate::ledger::chain::hex(&head.hash),
-        "head": head.text(),
-    })))
+    Ok(Json(LedgerHead {
+        seq: head.seq,
+        hash: crate::ledger::chain::hex(&head.hash),
+        head: head.text(),
+    }))
 }

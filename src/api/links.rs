@@ -12,7 +12,62 @@ use super::tokens::problem_of;
 use crate::broker::{FromJson as _, MintError, MintRequest, Redeemed};
 use crate::ledger::GoneReason;
 
+// The body of `POST /v1/links`, for the document only (see `super::tokens::MintBody`); written
+// out rather than flattened, because `additionalProperties: false` does not compose with allOf.
+/// A broker link request: the mint request plus `uses`. Unknown fields are refused.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documentation only
+pub struct LinkBody {
+    /// The storage account, as configured in `[[accounts]]`.
+    #[schema(min_length = 1, example = "devstoreaccount1")]
+    account: String,
+    /// One container.
+    #[schema(min_length = 1, example = "shared")]
+    container: String,
+    /// One blob; leave it out for a container link, where a rule allows that scope.
+    #[schema(min_length = 1, example = "paper.txt")]
+    blob: Option<String>,
+    /// Azure permission letters; default `r`.
+    #[schema(min_length = 1, example = "r")]
+    permissions: Option<String>,
+    /// How long the link lives; default the rule's default.
+    ttl: Option<super::tokens::Ttl>,
+    /// Restrict each minted SAS to an address or range (`sip`).
+    ip: Option<String>,
+    /// Why the link is needed; recorded, and required by some rules.
+    #[schema(max_length = 500)]
+    reason: Option<String>,
+    /// How many redemptions the link allows; unlimited within its lifetime if absent.
+    #[schema(minimum = 1, maximum = 1000)]
+    uses: Option<u32>,
+}
+
 /// Creates a broker link (same body as `POST /v1/tokens`, plus optional `uses`).
+#[utoipa::path(
+    post,
+    path = "/v1/links",
+    tag = "links",
+    operation_id = "create_link",
+    security(("bearer" = [])),
+    request_body(content = LinkBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The link. It is a secret: shown once, and only its hash is \
+            stored.", body = crate::broker::CreatedLink,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "The request cannot be read: `invalid_request`, \
+            `invalid_name` or `unknown_account`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "Refused: `account_scope_forbidden`, or by policy \
+            (`no_matching_rule`, `scope_not_allowed`, `permission_not_allowed`, \
+            `ttl_exceeds_policy`, `reason_required`, `ip_required`) with one reason per rule considered",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
@@ -77,9 +132,32 @@ pub async fn create(
     }
 }
 
-/// Redeems a link: 302 to a fresh SAS of at most 5 minutes, or 410 when it is revoked, expired
-/// or used up. Anyone holding the link may call it; every call is recorded. `HEAD` is a
-/// redemption too (it must mint to give a `Location`).
+/// Redeems a broker link.
+///
+/// 302 to a fresh SAS of at most 5 minutes, or 410 when the link is revoked, expired or used up.
+/// Anyone holding the link may call it; every call is recorded. `HEAD` is a redemption too (it
+/// must mint to give a `Location`).
+#[utoipa::path(
+    get,
+    path = "/l/{code}",
+    tag = "links",
+    operation_id = "redeem_link",
+    params(("code" = String, Path, description = "The link's code (a secret)")),
+    responses(
+        (status = 302, description = "Redirect to a fresh SAS URL of at most 5 minutes (a secret)",
+            headers(
+                ("Location" = String, description = "The SAS URL"),
+                ("Cache-Control" = String, description = "`no-store`"),
+                ("Referrer-Policy" = String, description = "`no-referrer`"),
+            )),
+        (status = 404, description = "`not_found`: no such link", body = Problem,
+            content_type = "application/problem+json"),
+        (status = 410, description = "`link_gone`: the link was revoked, has expired or is used up",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn redeem(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,

@@ -6,24 +6,28 @@ pub mod auth;
 mod health;
 mod issuances;
 mod links;
+mod lint;
+pub mod openapi;
 pub mod problem;
 mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, header};
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
 };
 use tower_http::sensitive_headers::SetSensitiveHeadersLayer;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::oidc::OidcVerifier;
 use crate::auth::rate::RateLimiter;
@@ -46,6 +50,8 @@ pub struct Inner {
     pub ledger: Arc<dyn Ledger>,
     /// The last readiness verdict and when it was taken (see `health::readyz`).
     pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
+    /// The TLS certificate in service, when sasgate serves HTTPS (for its expiry metric).
+    pub tls: Option<Arc<crate::tls::CertificateStore>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -98,34 +104,59 @@ fn loggable_path(path: &str) -> &str {
     }
 }
 
+/// Every route. `routes!` takes each path and method from the handler's `#[utoipa::path]`
+/// annotation and adds the operation to the document, so a route cannot exist undocumented.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(tokens::create))
+        .routes(routes!(links::create))
+        .routes(routes!(links::redeem))
+        .routes(routes!(issuances::list))
+        .routes(routes!(issuances::lookup))
+        .routes(routes!(lint::lint))
+        .routes(routes!(issuances::show))
+        .routes(routes!(issuances::revoke))
+        .routes(routes!(issuances::revoke_bulk))
+        .routes(routes!(issuances::emergency))
+        .routes(routes!(issuances::emergency_keys))
+        .routes(routes!(issuances::ledger_verify))
+        .routes(routes!(issuances::ledger_head))
+        .routes(routes!(health::metrics))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(openapi::serve))
+}
+
+/// The OpenAPI document of [`router`], as served at `GET /openapi.json`.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    split().1
+}
+
+/// The routes and their finished document.
+fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut document) = routes().split_for_parts();
+    openapi::every_operation_can_time_out(&mut document);
+    (routes, document)
+}
+
 /// The router with the whole middleware stack, in one visible place. Outermost first: request
 /// id, sensitive headers hidden from every later layer's logs, tracing (method, path, status,
 /// latency; never headers or bodies), panics turned into an opaque 500, a timeout and a body
 /// limit.
 pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Router {
-    let api = Router::new()
-        .route("/v1/tokens", post(tokens::create))
-        .route("/v1/links", post(links::create))
-        .route("/l/{code}", get(links::redeem))
-        .route("/v1/issuances", get(issuances::list))
-        .route("/v1/issuances/lookup", post(issuances::lookup))
-        .route("/v1/issuances/{id}", get(issuances::show))
-        .route("/v1/issuances/{id}/revoke", post(issuances::revoke))
-        .route("/v1/revocations", post(issuances::revoke_bulk))
-        .route("/v1/emergency/revoke-policies", post(issuances::emergency))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/ledger/verify", get(issuances::ledger_verify))
-        .route("/v1/ledger/head", get(issuances::ledger_head))
-        .route(
-            "/v1/emergency/revoke-delegation-keys",
-            post(issuances::emergency_keys),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    let (api, document) = split();
+    let api = api
+        .layer(Extension(openapi::Document::new(&document)))
         .fallback(|| async {
             problem::Problem::new(
                 problem::Code::NotFound,
                 "no such endpoint; see /openapi.json",
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            problem::Problem::new(
+                problem::Code::MethodNotAllowed,
+                "this endpoint does not take that method; see /openapi.json",
             )
         })
         .with_state(state);
@@ -155,7 +186,13 @@ pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Rout
                 &"a handler panicked",
             ))
         }))
-        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, timeout));
+        // A request over `server.request_timeout` is cut off with a problem document. What it
+        // had committed stays committed (a mint whose record was written but whose answer was
+        // cut off leaves a record without a delivered token, never the reverse).
+        .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+            problem::Problem::server(problem::Code::RequestTimeout, &"the request took longer than server.request_timeout")
+        }))
+        .layer(tower::timeout::TimeoutLayer::new(timeout));
     api.layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(stack)
 }

@@ -7,10 +7,25 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-/// Stable error codes. Their text form never changes once released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Code {
+/// Declares [`Code`] and [`Code::ALL`] from one list, so that the list of every code (which the
+/// OpenAPI document and its test rely on) cannot miss a variant.
+macro_rules! codes {
+    ($($(#[$meta:meta])* $variant:ident,)*) => {
+        /// Stable error codes. Their text form never changes once released.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+        #[serde(rename_all = "snake_case")]
+        pub enum Code {
+            $($(#[$meta])* $variant,)*
+        }
+
+        impl Code {
+            /// Every code, in declaration order.
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+        }
+    };
+}
+
+codes! {
     Unauthenticated,
     Forbidden,
     InvalidRequest,
@@ -42,6 +57,8 @@ pub enum Code {
     MissingClaim,
     OidcUnavailable,
     RateLimited,
+    MethodNotAllowed,
+    RequestTimeout,
     Internal,
 }
 
@@ -80,11 +97,14 @@ impl Code {
             Code::MissingClaim => "missing_claim",
             Code::OidcUnavailable => "oidc_unavailable",
             Code::RateLimited => "rate_limited",
+            Code::MethodNotAllowed => "method_not_allowed",
+            Code::RequestTimeout => "request_timeout",
             Code::Internal => "internal",
         }
     }
 
-    fn status(self) -> StatusCode {
+    /// The HTTP status a problem with this code is sent with.
+    pub fn status(self) -> StatusCode {
         match self {
             Code::Unauthenticated
             | Code::MalformedToken
@@ -110,13 +130,15 @@ impl Code {
                 StatusCode::BAD_REQUEST
             }
             Code::NotFound => StatusCode::NOT_FOUND,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::LinkGone => StatusCode::GONE,
             Code::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::LedgerUnavailable
             | Code::StoredPolicyUnavailable
             | Code::SigningUnavailable
             | Code::AzureUnavailable
-            | Code::OidcUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            | Code::OidcUnavailable
+            | Code::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -154,29 +176,39 @@ impl Code {
             Code::MissingClaim => "Token lacks a required claim",
             Code::OidcUnavailable => "OIDC keys unavailable",
             Code::RateLimited => "Too many mints",
-
+            Code::MethodNotAllowed => "Method not allowed",
+            Code::RequestTimeout => "Request took too long",
             Code::Internal => "Internal error",
         }
     }
 }
 
-/// A problem document.
-#[derive(Clone, Debug, Serialize)]
+/// A problem document (RFC 9457), sent as `application/problem+json`.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
+    /// `urn:sasgate:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(example = "urn:sasgate:problem:ttl_exceeds_policy")]
     pub kind: String,
+    /// A short summary of the code; the same for every problem with that code.
     pub title: &'static str,
+    /// The HTTP status, as on the response.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
+    /// What went wrong and, for a 4xx, what to change.
     pub detail: String,
     pub code: Code,
-    /// For policy denials: one reason per rule considered.
+    /// For policy denials: one reason per rule considered (absent for OIDC callers).
     #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    #[schema(value_type = Vec<String>, min_items = 1)]
     pub reasons: Box<[String]>,
     /// For 5xx: the id under which the server logged the details.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = String, pattern = "^err_[0-9a-z_]+$")]
     pub error_id: Option<String>,
     /// For 429: seconds until a retry can succeed (also sent as `Retry-After`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = u32)]
     pub retry_after: Option<u32>,
 }
 

@@ -10,7 +10,92 @@ use super::auth::Caller;
 use super::problem::{Code, Problem};
 use crate::broker::{FromJson as _, MintError, MintRequest};
 
+// The body of `POST /v1/tokens`, for the document only: the handler parses with
+// `crate::broker::FromJson`, which gives account-wide requests their own refusal
+// (`account_scope_forbidden`) rather than "unknown field".
+/// A mint request. Unknown fields are refused; account-wide requests (`ss`, `srt`, no
+/// container, wildcards) are refused with `account_scope_forbidden`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documentation only
+pub struct MintBody {
+    /// The storage account, as configured in `[[accounts]]`.
+    #[schema(min_length = 1, example = "devstoreaccount1")]
+    account: String,
+    /// One container; wildcards and account-wide requests are refused.
+    #[schema(min_length = 1, example = "models")]
+    container: String,
+    /// One blob; leave it out for a container SAS (`sr=c`), where a rule allows that scope.
+    #[schema(min_length = 1, example = "published/model.bin")]
+    blob: Option<String>,
+    /// Azure permission letters, in any order; default `r`.
+    #[schema(min_length = 1, example = "r")]
+    permissions: Option<String>,
+    /// The lifetime; default the rule's default.
+    ttl: Option<Ttl>,
+    /// Restrict the SAS to an address or range (`sip`), e.g. `203.0.113.0/24`.
+    #[schema(example = "203.0.113.0/24")]
+    ip: Option<String>,
+    /// Why the token is needed; recorded, and required by some rules.
+    #[schema(max_length = 500, example = "paper reproduction")]
+    reason: Option<String>,
+}
+
+/// A lifetime, for the document only: a duration (`90s`, `15m`, `1h`, `1d`) or a whole number
+/// of seconds ([`crate::broker::parse_ttl`]).
+pub struct Ttl;
+
+impl utoipa::PartialSchema for Ttl {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .description(Some(
+                "A duration (`90s`, `15m`, `1h`, `1d`) or a whole number of seconds",
+            ))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some("^[0-9]+[smhd]$"))
+                    .examples(["15m"]),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(315_359_999)),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Ttl {}
+
 /// Mints a SAS for the caller (any principal), if policy allows.
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    operation_id = "mint_token",
+    security(("bearer" = [])),
+    request_body(content = MintBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The token, and the id of its issuance record. The URL and \
+            `sas` are secrets: they are shown once and never stored.", body = crate::broker::Minted,
+            headers(("Cache-Control" = String, description = "`no-store`"))),
+        (status = 400, description = "The request cannot be read: `invalid_request`, \
+            `invalid_name` or `unknown_account`", body = Problem, content_type = "application/problem+json"),
+        (status = 401, response = super::openapi::Unauthenticated),
+        (status = 403, description = "Refused. Account-wide requests: `account_scope_forbidden`. \
+            By policy: `no_matching_rule`, `scope_not_allowed`, `permission_not_allowed`, \
+            `ttl_exceeds_policy`, `reason_required`, `ip_required`, with one reason per rule \
+            considered; `link_required` when the rule issues broker links only (use POST /v1/links)",
+            body = Problem, content_type = "application/problem+json"),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 429, response = super::openapi::RateLimited),
+        (status = 500, response = super::openapi::Internal),
+        (status = 503, response = super::openapi::Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,

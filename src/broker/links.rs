@@ -26,7 +26,7 @@ use crate::sas::sign::{BlobSas, Protocol, ResponseOverrides, Target, hex_sha256}
 pub const MAX_USES: u32 = 1000;
 
 /// A created link. `link` is a secret: it goes to the caller only.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedLink {
     pub id: String,
     pub link: String,

@@ -94,7 +94,7 @@ impl MintError {
 }
 
 /// A minted token and its record. The URL and query are secrets: they go to the caller only.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, utoipa::ToSchema)]
 pub struct Minted {
     pub id: String,
     pub url: String,

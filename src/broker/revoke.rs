@@ -16,7 +16,7 @@ pub const POLICY_PROPAGATION: Duration = Duration::seconds(30);
 pub const LINK_SAS_TTL: Duration = Duration::minutes(5);
 
 /// Another issuance revoked together with the one asked for (same stored access policy).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Collateral {
     pub id: String,
     pub principal: String,
@@ -26,7 +26,7 @@ pub struct Collateral {
 }
 
 /// What a revocation achieved, honestly.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RevokeOutcome {
     pub id: String,
     pub mechanism: RevocationMode,
@@ -65,13 +65,7 @@ impl Broker {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<RevokeOutcome, RevokeError> {
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
-        {
-            return Err(RevokeError::InvalidRequest(
-                "give a reason of 1 to 500 characters, without control characters".into(),
-            ));
-        }
+        let reason = checked_reason(reason)?;
         let record = self.ledger.get(id).await?.ok_or(RevokeError::NotFound)?;
         let already = record.status == StoredStatus::Revoked;
         let who = by.ledger_name();
@@ -133,6 +127,23 @@ impl Broker {
     }
 }
 
+/// The longest revocation reason kept.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// A revocation's reason, trimmed: 1 to [`MAX_REASON_CHARS`] characters, no control characters.
+fn checked_reason(reason: &str) -> Result<&str, RevokeError> {
+    let reason = reason.trim();
+    if reason.is_empty()
+        || reason.chars().count() > MAX_REASON_CHARS
+        || reason.chars().any(char::is_control)
+    {
+        return Err(RevokeError::InvalidRequest(format!(
+            "give a reason of 1 to {MAX_REASON_CHARS} characters, without control characters"
+        )));
+    }
+    Ok(reason)
+}
+
 fn outcome(
     record: &IssuanceRecord,
     already: bool,
@@ -172,7 +183,7 @@ fn outcome(
 }
 
 /// One container touched by the emergency stop.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EmergencyContainer {
     pub container: String,
     pub deleted_policies: Vec<String>,
@@ -180,7 +191,7 @@ pub struct EmergencyContainer {
 }
 
 /// What the emergency stop did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EmergencyOutcome {
     pub account: String,
     pub containers: Vec<EmergencyContainer>,
@@ -188,9 +199,8 @@ pub struct EmergencyOutcome {
     pub takes_effect: String,
 }
 
-/// What a bulk revocation did.
-/// The account-wide emergency stop for user delegation SAS.
-#[derive(Clone, Debug, Serialize)]
+/// What the account-wide emergency stop for user delegation SAS did.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct KeyStopOutcome {
     /// The ledger's record of the stop (`krv_…`).
     pub id: String,
@@ -200,7 +210,8 @@ pub struct KeyStopOutcome {
     pub takes_effect: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+/// What a bulk revocation did.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkOutcome {
     /// One entry per issuance revoked by this call (collateral included in its entry).
     pub revoked: Vec<RevokeOutcome>,
@@ -229,6 +240,7 @@ impl Broker {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<EmergencyOutcome, RevokeError> {
+        let reason = checked_reason(reason)?;
         let client = self.clients.get(account).ok_or_else(|| {
             RevokeError::InvalidRequest(format!("account '{account}' is not configured"))
         })?;
@@ -274,13 +286,7 @@ impl Broker {
         reason: &str,
         now: DateTime<Utc>,
     ) -> Result<KeyStopOutcome, RevokeError> {
-        let reason = reason.trim();
-        if reason.is_empty() || reason.chars().count() > 500 || reason.chars().any(char::is_control)
-        {
-            return Err(RevokeError::InvalidRequest(
-                "give a reason of 1 to 500 characters, without control characters".into(),
-            ));
-        }
+        let reason = checked_reason(reason)?;
         let keys = self.delegation.get(account).ok_or_else(|| {
             RevokeError::InvalidRequest(format!(
                 "account '{}' does not sign with Microsoft Entra ID (no [accounts.entra]); its tokens are service SAS: use revoke-policies or rotate the account key",
@@ -341,6 +347,8 @@ impl Broker {
                 "give at least one of principal, account, container or rule; to stop everything use the emergency stop".into(),
             ));
         }
+        // Checked up front too, so that a bad reason is refused even when nothing matches.
+        checked_reason(reason)?;
         let list_filter = crate::ledger::ListFilter {
             principal: filter.principal.clone(),
             account: filter.account.clone(),

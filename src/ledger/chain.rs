@@ -314,7 +314,7 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 /// What `ledger verify` found.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VerifyReport {
     /// Entries checked.
     pub entries: u64,
@@ -327,7 +327,7 @@ pub struct VerifyReport {
 }
 
 /// The first record that does not fit.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct BadRecord {
     /// `chain` or `issuances`.
     pub table: &'static str,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// How an issuance can be revoked (DESIGN.md §6).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RevocationMode {
     /// Nothing to revoke but the record: the TTL is the bound.
@@ -37,7 +37,7 @@ impl RevocationMode {
 }
 
 /// How the SAS was signed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SigningMode {
     /// With the storage account key (service SAS).
@@ -48,15 +48,18 @@ pub enum SigningMode {
 
 /// The stored status. "Expired" is not stored: it is `Active` with `expires_on` in the past, and
 /// [`IssuanceRecord::status_at`] derives it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
+#[schema(
+    description = "The stored status: `active` or `revoked`. An expired issuance stays `active` here; `current_status` says `expired`."
+)]
 pub enum StoredStatus {
     Active,
     Revoked,
 }
 
 /// The status a caller sees.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Active,
@@ -65,9 +68,9 @@ pub enum Status {
 }
 
 /// One issued token, as recorded. Holds no secret: the signature only as its SHA-256.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IssuanceRecord {
-    /// `iss_` + 26 Crockford base32 characters; time-ordered (see [`new_id`]).
+    /// `iss_` + 26 Crockford base32 characters; time-ordered.
     pub id: String,
     pub issued_at: DateTime<Utc>,
     /// `user:alice`, or `oidc:<issuer>#<subject>` for OIDC callers.

@@ -9,7 +9,19 @@ use serde::Serialize;
 use super::parse::{Location, ParsedSas, SasKind};
 
 /// How bad a finding is. Ordered: `Info < Low < Medium < High < Critical`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    clap::ValueEnum,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Info,
@@ -33,15 +45,16 @@ impl Severity {
 }
 
 /// One observation about a SAS, with a stable machine-readable code.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     pub severity: Severity,
+    #[schema(value_type = String)]
     pub code: &'static str,
     pub message: String,
 }
 
 /// The grade of one SAS. Holds no signature.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub kind: SasKind,
     pub location: Option<Location>,

@@ -16,7 +16,7 @@ use super::version::SasVersion;
 use crate::secret::SigningKey;
 
 /// Which kind of SAS a token is, by the detection rules of AZURE-SAS.md §4.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SasKind {
     /// `ss`/`srt` present: account-wide. sasgate never issues one.
@@ -28,7 +28,7 @@ pub enum SasKind {
 }
 
 /// Where a SAS URL points: account, container and blob, with the path decoded.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Location {
     pub scheme: String,
     pub host: String,
