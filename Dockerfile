@@ -8,8 +8,11 @@
 #     -v sasgate-ledger:/var/lib/sasgate \
 #     -v "$PWD/deploy/sasgate.toml:/app/config/sasgate.toml:ro" \
 #     -v "$PWD/deploy/policy:/app/policy:ro" \
-#     -e SASGATE_SERVER__LISTEN=0.0.0.0:8080 -e SASGATE_SERVER__ALLOW_PLAIN_HTTP=true \
-#     -p 127.0.0.1:8080:8080 sasgate
+#     -v "$PWD/deploy/tls:/run/tls:ro" \
+#     -e SASGATE_SERVER__LISTEN=0.0.0.0:8443 \
+#     -e SASGATE_SERVER__TLS_CERT_FILE=/run/tls/tls.crt -e SASGATE_SERVER__TLS_KEY_FILE=/run/tls/tls.key \
+#     -e SASGATE_SERVER__PUBLIC_URL=https://sasgate.example.org:8443 \
+#     -p 8443:8443 sasgate
 #
 # THE SHIPPED config/ IS A DEMO for `make run`: it listens on loopback only, its account trusts
 # the Azurite certificate .azurite/cert.pem (not in the image, so `serve` refuses to start with
@@ -17,32 +20,35 @@
 # non-loopback listen address). Mount your own configuration and policy over /app/config and
 # /app/policy, and check them with `sasgate config check` first.
 #
-# To be reachable from outside the container, sasgate must listen beyond loopback:
-# SASGATE_SERVER__LISTEN=0.0.0.0:8080. It serves plain HTTP only, so that also needs
-# SASGATE_SERVER__ALLOW_PLAIN_HTTP=true, which is right ONLY behind a TLS-terminating proxy
-# (ingress, load balancer, sidecar): API keys, OIDC tokens and SAS URLs cross that hop.
+# To be reachable from outside the container, sasgate must listen beyond loopback
+# (SASGATE_SERVER__LISTEN=0.0.0.0:8443), and there it serves only HTTPS: mount a certificate and
+# key and name them (server.tls_cert_file, server.tls_key_file; a renewed pair written over them
+# is picked up without a restart). Plain HTTP beyond loopback needs
+# SASGATE_SERVER__ALLOW_INSECURE_HTTP=true, right ONLY behind a TLS-terminating proxy (ingress,
+# load balancer, sidecar) where nothing else can reach the port: API keys, OIDC tokens and SAS
+# URLs cross that hop.
 
-# ---- build: `cargo build --release --locked` (make run's release build, pinned to Cargo.lock) --
+# ---- build: `make release`, the target CI builds too (`make test` builds it and runs schemathesis
+# against that release binary), so the image holds the binary CI checked ---------------------------
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Only what the build needs (.dockerignore keeps target/, node_modules/, data/ … out anyway).
 # benches/ is listed because Cargo.toml declares [[bench]] targets, which cargo resolves even
-# for `cargo build`.
-COPY Cargo.toml Cargo.lock ./
+# for `cargo build`. make is in the rust image (buildpack-deps).
+COPY Makefile Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY benches ./benches
 # The cache mounts (BuildKit) keep the crate downloads and the target directory between builds;
 # the binary is copied out in the same step because a cache mount is not part of the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked \
+    make release \
     && install -m 0755 target/release/sasgate /usr/local/bin/sasgate
 
 # ---- runtime ----------------------------------------------------------------------------------
 # debian:bookworm-slim rather than gcr.io/distroless/cc-debian12: the binary needs only glibc and
-# libgcc_s (both images have them), but the HEALTHCHECK below needs a shell (bash's /dev/tcp),
-# and distroless has none, so it would need curl or a helper binary copied in. slim also matches
-# the build stage's Debian release exactly (same glibc).
+# libgcc_s (both images have them), and slim matches the build stage's Debian release exactly
+# (same glibc); it also gives an operator a shell for `docker exec … sasgate ledger verify`.
 FROM debian:bookworm-slim
 
 # ca-certificates: sasgate itself trusts the webpki roots compiled into it (reqwest and the
@@ -77,18 +83,17 @@ ENV SASGATE_LEDGER__URL=sqlite:///var/lib/sasgate/sasgate.db \
 VOLUME ["/var/lib/sasgate"]
 
 USER 10001:10001
-EXPOSE 8080
+EXPOSE 8443
 
-# Liveness through GET /healthz. No sasgate subcommand probes the server without an API key and
-# nothing is added to the binary for it, and curl would add libcurl and its TLS/LDAP/SSH libraries
-# to the image, so bash (already in the base image) speaks HTTP/1.0 over /dev/tcp. The port is
-# taken from SASGATE_SERVER__LISTEN when that is set, else 8080; the probe goes to 127.0.0.1, so
-# it works for a 127.0.0.1 or 0.0.0.0 listen address, not for one bound to a single other IP.
+# Liveness through GET /healthz: `sasgate healthcheck` reads the same configuration as serve (the
+# listen port, and whether TLS is on) and probes 127.0.0.1 over HTTP or HTTPS. It sends no
+# credential, so it does not need the certificate to name 127.0.0.1. No curl in the image.
 # Readiness (can the ledger be written) is GET /readyz: point the orchestrator's probe at it.
+ENV SASGATE_CONFIG=/app/config/sasgate.toml
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["bash", "-c", "port=${SASGATE_SERVER__LISTEN##*:}; exec 3<>\"/dev/tcp/127.0.0.1/${port:-8080}\" && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && read -r -t 4 status <&3 && [[ $status == *' 200 '* ]]"]
+    CMD ["sasgate", "healthcheck"]
 
 # SIGTERM (docker stop) drains requests in flight for server.shutdown_grace (20s by default):
 # give `docker stop -t` / terminationGracePeriodSeconds more than that.
 ENTRYPOINT ["sasgate"]
-CMD ["serve", "--config", "/app/config/sasgate.toml"]
+CMD ["serve"]

@@ -1,5 +1,5 @@
 # sasgate developer entry points. `make test` is the one test command (README.md, .ci/run).
-.PHONY: test deps bench run
+.PHONY: test deps bench run release schemathesis lint-image
 
 # Azurite (the storage emulator the integration tests run against) is pinned in package-lock.json.
 node_modules/.package-lock.json: package.json package-lock.json
@@ -11,6 +11,21 @@ test: deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo test --locked
+	$(MAKE) --no-print-directory lint-image schemathesis
+
+# hadolint on the Dockerfile (pinned in scripts/python-tools.txt), and a check that its build
+# stage runs `make release`.
+lint-image:
+	scripts/lint-image.sh
+
+# The release binary against its own OpenAPI document: no 5xx, no response outside the schema.
+schemathesis: deps release
+	scripts/schemathesis.sh
+
+# The release binary: the Dockerfile's build stage runs exactly this target, and `make test`
+# builds it too (schemathesis runs against it), so the image holds what CI checked.
+release:
+	cargo build --release --locked --bin sasgate
 
 bench:
 	cargo bench --bench sign

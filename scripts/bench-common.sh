@@ -1,4 +1,7 @@
+# shellcheck shell=bash
 # Shared by scripts/bench.sh and scripts/bench-replicas.sh (sourced, not run).
+. scripts/dev-common.sh
+
 # bench_setup WORK LEDGER_URL: writes into WORK an API key ($api_key), a one-rule policy, the dev
 # account key, sasgate.toml with that ledger and the rate limit lifted (one principal drives all
 # the load), and the wrk scripts mint.lua and plain.lua (each prints one RESULT line).
@@ -53,9 +56,10 @@ LUA
 
 # bench_wait PORT: polls /healthz until it answers (10 s at most).
 bench_wait() {
-  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$1/healthz" >/dev/null && return 0; sleep 0.1; done
-  echo "sasgate did not start on port $1" >&2
-  return 1
+  wait_for 0 10 curl -sf -o /dev/null "http://127.0.0.1:$1/healthz" || {
+    echo "sasgate did not start on port $1" >&2
+    return 1
+  }
 }
 
 # field LINE NAME: a figure from a RESULT line.
