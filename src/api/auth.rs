@@ -32,10 +32,17 @@ impl FromRequestParts<AppState> for Caller {
 
 /// The principal behind the request's bearer credential, or the 401 (503) to answer.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Problem> {
-    let header = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let mut values = parts.headers.get_all(header::AUTHORIZATION).iter();
+    let (first, second) = (values.next(), values.next());
+    // Authorization is a singleton field (RFC 9110 §11.6.2): with two, which one is meant (and
+    // which one a proxy in front checked) is ambiguous, so neither is used.
+    if second.is_some() {
+        return Err(Problem::new(
+            Code::Unauthenticated,
+            "send exactly one Authorization header",
+        ));
+    }
+    let header = first.and_then(|v| v.to_str().ok());
     let Some(value) = header else {
         return Err(Problem::new(
             Code::Unauthenticated,

@@ -3,7 +3,8 @@
 //!
 //! The order of checks, each with its own refusal code (all 401):
 //!
-//! 1. The token is three base64url parts with JSON header and payload (`malformed_token`).
+//! 1. The token is three base64url parts with JSON header and payload, and its header has no
+//!    `crit` (`malformed_token`).
 //! 2. Its `iss` is a configured issuer, compared exactly (`untrusted_issuer`).
 //! 3. The header's `alg` is one the issuer allows: RS256 and/or ES256, never `none` and never an
 //!    HMAC algorithm, whatever the token says (`algorithm_not_allowed`). This is also what stops
@@ -259,6 +260,13 @@ impl OidcVerifier {
         };
         let header = decode_json(h, "header")?;
         let payload = decode_json(p, "payload")?;
+        // RFC 7515 §4.1.11: a token whose `crit` lists an extension the recipient does not
+        // understand is invalid, and sasgate understands none (not even RFC 7797's `b64`).
+        if header.get("crit").is_some() {
+            return Err(OidcError::Malformed(
+                "the header's 'crit' names extensions sasgate does not support".into(),
+            ));
+        }
         let alg_text = header
             .get("alg")
             .and_then(Value::as_str)
