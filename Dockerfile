@@ -76,8 +76,8 @@ COPY policy/ /app/policy/
 # needed (SQLite's temporary files go to $TMPDIR). A named volume is created owned by uid 10001
 # from the directory above; a bind-mounted host directory must be writable by uid 10001.
 # PostgreSQL instead: -e SASGATE_LEDGER__URL= -e SASGATE_LEDGER__URL_FILE=/run/secrets/ledger-url
-# (empty the default here: when a variable and its _FILE twin are both non-empty, which one
-# takes effect depends on their values; `sasgate config check` warns about it).
+# (empty the default here: a variable and its _FILE twin both non-empty is refused, and sasgate
+# does not start; an empty variable counts as unset).
 ENV SASGATE_LEDGER__URL=sqlite:///var/lib/sasgate/sasgate.db \
     TMPDIR=/tmp
 VOLUME ["/var/lib/sasgate"]
@@ -85,9 +85,14 @@ VOLUME ["/var/lib/sasgate"]
 USER 10001:10001
 EXPOSE 8443
 
-# Liveness through GET /healthz: `sasgate healthcheck` reads the same configuration as serve (the
-# listen port, and whether TLS is on) and probes 127.0.0.1 over HTTP or HTTPS. It sends no
-# credential, so it does not need the certificate to name 127.0.0.1. No curl in the image.
+# Liveness through GET /healthz: `sasgate healthcheck` reads server.listen and whether
+# server.tls_cert_file is set, from the same file and SASGATE_ variables as serve (nothing else is
+# validated, no secret or certificate is read), and probes 127.0.0.1 over HTTP or HTTPS without
+# any proxy. It sends no credential, so it does not need the certificate to name 127.0.0.1. It
+# exits 0 when /healthz answers 200 and 1 otherwise. No curl in the image.
+# The HEALTHCHECK finds the configuration through SASGATE_CONFIG only: to run serve on another
+# file, set -e SASGATE_CONFIG=/path/to/sasgate.toml rather than `serve --config`, or the probe
+# reads this default file (and probes the wrong port) while serve runs on yours.
 # Readiness (can the ledger be written) is GET /readyz: point the orchestrator's probe at it.
 ENV SASGATE_CONFIG=/app/config/sasgate.toml
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \

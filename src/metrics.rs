@@ -17,11 +17,21 @@
 //! | `sasgate_delegation_key_expiry_seconds` | gauge | `account` (Unix time the current key expires) |
 //! | `sasgate_auth_failures_total` | counter | `code` (`unauthenticated`, `bad_signature`, … ) |
 //! | `sasgate_tls_certificate_expiry_seconds` | gauge | – (Unix time; only when sasgate serves TLS) |
+//! | `sasgate_tls_handshake_failures_total` | counter | `reason` (`per_ip_limit`, `timeout`, `error`; only when sasgate serves TLS) |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What `/metrics` shows of TLS when sasgate serves HTTPS, read when rendering.
+pub struct TlsFigures {
+    /// Unix time the certificate in service expires, if its validity could be read.
+    pub expiry: Option<i64>,
+    /// Connections that never got past the TLS handshake, by reason (see
+    /// [`crate::tls::HandshakeFailure`]): closed by the per-address cap, timed out, failed.
+    pub handshake_failures: [(&'static str, u64); 3],
+}
 
 /// Upper bounds of the commit-latency buckets, in seconds.
 const COMMIT_BUCKETS: [f64; 12] = [
@@ -108,7 +118,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, keys: &[KeyFigures], tls_expiry: Option<i64>) -> String {
+    pub fn render(&self, keys: &[KeyFigures], tls: Option<&TlsFigures>) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -225,11 +235,23 @@ impl Metrics {
                 );
             }
         }
-        if let Some(at) = tls_expiry {
+        if let Some(at) = tls.and_then(|t| t.expiry) {
             let _ = writeln!(
                 out,
                 "# HELP sasgate_tls_certificate_expiry_seconds When the TLS certificate in service expires (Unix time).\n# TYPE sasgate_tls_certificate_expiry_seconds gauge\nsasgate_tls_certificate_expiry_seconds {at}"
             );
+        }
+        if let Some(t) = tls {
+            let _ = writeln!(
+                out,
+                "# HELP sasgate_tls_handshake_failures_total Connections that never got past the TLS handshake, by reason (per_ip_limit: closed, its address had too many handshakes in progress; timeout; error).\n# TYPE sasgate_tls_handshake_failures_total counter"
+            );
+            for (reason, n) in t.handshake_failures {
+                let _ = writeln!(
+                    out,
+                    "sasgate_tls_handshake_failures_total{{reason=\"{reason}\"}} {n}"
+                );
+            }
         }
         out
     }
@@ -265,7 +287,10 @@ mod tests {
                 failures: 1,
                 expires_at: Some(1_800_000_000),
             }],
-            Some(1_900_000_000),
+            Some(&TlsFigures {
+                expiry: Some(1_900_000_000),
+                handshake_failures: [("per_ip_limit", 3), ("timeout", 1), ("error", 0)],
+            }),
         );
         assert!(text.contains("sasgate_mints_total{rule=\"r1\",outcome=\"issued\"} 2"));
         assert!(text.contains("sasgate_mints_total{rule=\"none\",outcome=\"denied\"} 1"));
@@ -277,6 +302,11 @@ mod tests {
         assert!(text.contains("sasgate_ledger_commit_failures_total 1"));
         assert!(text.contains("sasgate_delegation_key_renewals_total{account=\"acct\"} 2"));
         assert!(text.contains("sasgate_tls_certificate_expiry_seconds 1900000000"));
+        assert!(text.contains("sasgate_tls_handshake_failures_total{reason=\"per_ip_limit\"} 3"));
+        assert!(text.contains("sasgate_tls_handshake_failures_total{reason=\"error\"} 0"));
+        // Plain HTTP: no TLS series at all.
+        let plain = m.render(&[], None);
+        assert!(!plain.contains("sasgate_tls_"), "{plain}");
         assert!(text.contains("sasgate_auth_failures_total{code=\"bad_signature\"} 2"));
         assert!(
             text.contains("sasgate_delegation_key_expiry_seconds{account=\"acct\"} 1800000000")

@@ -26,19 +26,30 @@
 //!
 //! **The listener.** A TLS handshake takes round trips, and a client may stall in the middle of
 //! one. [`TlsListener`] therefore never handshakes inside `accept`: its accept loop hands every TCP
-//! connection to a task of its own, bounded by a timeout ([`HANDSHAKE_TIMEOUT`]) and a cap on
-//! handshakes in progress, and completed streams reach `axum::serve` through a bounded channel. A
-//! failed or timed-out handshake (a port scanner, plain HTTP sent to the HTTPS port) is logged at
-//! debug and dropped. `axum::serve` keeps graceful shutdown and `ConnectInfo<SocketAddr>` (see
-//! [`TlsListener::with_connect_info`]).
+//! connection to a task of its own, bounded by a timeout ([`HANDSHAKE_TIMEOUT`]), and completed
+//! streams reach the serving loop ([`crate::app`]) through a bounded channel. Two caps keep the
+//! handshake slots from being filled by silent sockets:
+//!
+//! - at most [`MAX_PENDING_HANDSHAKES`] handshakes are in progress at once. When all are taken the
+//!   accept loop stops accepting until one ends, so further connections wait in the kernel's
+//!   listen backlog instead of being closed;
+//! - at most [`MAX_PENDING_HANDSHAKES_PER_IP`] of them come from one client address (an IPv6
+//!   client counts by its /64, which one host usually holds whole); a further connection from
+//!   that address is closed at once.
+//!
+//! A connection closed by the per-address cap, a failed handshake (a port scanner, plain HTTP sent
+//! to the HTTPS port) and a timed-out one are logged at debug and counted in [`HandshakeStats`]
+//! (`sasgate_tls_handshake_failures_total{reason}` in `/metrics`); when either cap bites, a
+//! warning is logged, at most one a minute for each cap.
 
+use std::collections::HashMap;
 use std::io::{self, Read as _};
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
-use axum::serve::{ListenerExt as _, TapIo};
 use chrono::{DateTime, Utc};
 use rustls::ServerConfig;
 use rustls::pki_types::pem::{self, PemObject as _};
@@ -52,11 +63,21 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use zeroize::Zeroizing;
 
-/// How long a client has to complete its TLS handshake.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How many handshakes may be in progress at once; further connections are closed at once.
+/// How long a client has to complete its TLS handshake. A real client needs a few round trips;
+/// the rest of the time is a slot held by someone who may never finish.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many handshakes may be in progress at once. When all are taken, accepting pauses and
+/// further connections wait in the listen backlog until a slot frees.
 pub const MAX_PENDING_HANDSHAKES: usize = 1024;
-/// Completed handshakes waiting for `axum::serve` to take them.
+/// How many of those one client address may hold (an IPv6 address counts by its /64). A further
+/// connection from that address is closed at once.
+pub const MAX_PENDING_HANDSHAKES_PER_IP: usize = 16;
+/// The longest configured path an error message shows. A longer value, or one holding a line
+/// break or `-----BEGIN`, is file content pasted where a path belongs (see [`implausible_path`]).
+pub const MAX_PATH_BYTES: usize = 4096;
+/// At most one warning per cap in this period when a handshake cap bites.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+/// Completed handshakes waiting for the serving loop to take them.
 const READY_QUEUE: usize = 64;
 /// No certificate or key file is larger than this; a bigger one is the wrong file.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -91,29 +112,135 @@ impl TlsFile {
 }
 
 /// Why a certificate and key pair cannot be served. Messages name the file and the fix and never
-/// contain anything read from a file.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+/// contain anything read from a file; `Display` and `Debug` show a path only if it is plausibly
+/// one (see [`implausible_path`]).
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read {}: {kind}; check the path and that sasgate's user may read it", path.display())]
+    #[error(
+        "cannot read {}: {kind}; check the path and that sasgate's user may read it",
+        shown(path)
+    )]
     Read {
         file: TlsFile,
         path: PathBuf,
         kind: io::ErrorKind,
     },
-    #[error("{} is larger than 1 MiB; it is not a PEM certificate or key file", path.display())]
+    #[error(
+        "{} is larger than 1 MiB; it is not a PEM certificate or key file",
+        shown(path)
+    )]
     TooLarge { file: TlsFile, path: PathBuf },
-    #[error("{} is not valid PEM (a section's header, footer or base64 is broken); give the file as your CA issued it", path.display())]
+    #[error(
+        "{} is not valid PEM (a section's header, footer or base64 is broken); give the file as your CA issued it",
+        shown(path)
+    )]
     Pem { file: TlsFile, path: PathBuf },
-    #[error("{} holds no PEM certificate (a CERTIFICATE section); give the full chain in PEM, server certificate first", path.display())]
+    #[error(
+        "{} holds no PEM certificate (a CERTIFICATE section); give the full chain in PEM, server certificate first",
+        shown(path)
+    )]
     NoCertificate { path: PathBuf },
-    #[error("certificate {index} in {} is not a usable X.509 v3 certificate; give the full chain in PEM, server certificate first", path.display())]
+    #[error(
+        "certificate {index} in {} is not a usable X.509 v3 certificate; give the full chain in PEM, server certificate first",
+        shown(path)
+    )]
     BadCertificate { path: PathBuf, index: usize },
-    #[error("{} holds no PEM private key (a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section); an encrypted key must be decrypted first", path.display())]
+    #[error(
+        "{} holds no PEM private key (a PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY section); an encrypted key must be decrypted first",
+        shown(path)
+    )]
     NoKey { path: PathBuf },
-    #[error("the private key in {} is not an RSA, ECDSA (P-256, P-384) or Ed25519 key that sasgate can sign with", path.display())]
+    #[error(
+        "the private key in {} is not an RSA, ECDSA (P-256, P-384) or Ed25519 key that sasgate can sign with",
+        shown(path)
+    )]
     UnsupportedKey { path: PathBuf },
-    #[error("the private key in {} does not belong to the first certificate in {}; give the key the certificate was issued for, and the server certificate first in the chain", key.display(), cert.display())]
+    #[error(
+        "the private key in {} does not belong to the first certificate in {}; give the key the certificate was issued for, and the server certificate first in the chain",
+        shown(key),
+        shown(cert)
+    )]
     KeyMismatch { cert: PathBuf, key: PathBuf },
+}
+
+/// Why a configured certificate or key path cannot be a path, if it cannot: longer than
+/// [`MAX_PATH_BYTES`], or holding a line break or `-----BEGIN`. That is PEM content given where
+/// the path belongs, typically through `SASGATE_SERVER__TLS_KEY_FILE_FILE` (a `…_FILE` variable
+/// puts the content of the file it names into the key), and must not be echoed.
+pub fn implausible_path(path: &Path) -> Option<&'static str> {
+    let bytes = path.as_os_str().as_encoded_bytes();
+    if bytes.len() > MAX_PATH_BYTES {
+        Some("is longer than 4096 bytes")
+    } else if bytes.iter().any(|b| matches!(b, b'\n' | b'\r')) {
+        Some("contains a line break")
+    } else if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        Some("contains PEM content (-----BEGIN)")
+    } else {
+        None
+    }
+}
+
+impl std::fmt::Debug for TlsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |p: &PathBuf| shown(p).to_string();
+        match self {
+            TlsError::Read { file, path, kind } => f
+                .debug_struct("Read")
+                .field("file", file)
+                .field("path", &shown(path))
+                .field("kind", kind)
+                .finish(),
+            TlsError::TooLarge { file, path } => f
+                .debug_struct("TooLarge")
+                .field("file", file)
+                .field("path", &shown(path))
+                .finish(),
+            TlsError::Pem { file, path } => f
+                .debug_struct("Pem")
+                .field("file", file)
+                .field("path", &shown(path))
+                .finish(),
+            TlsError::NoCertificate { path } => f
+                .debug_struct("NoCertificate")
+                .field("path", &shown(path))
+                .finish(),
+            TlsError::BadCertificate { path, index } => f
+                .debug_struct("BadCertificate")
+                .field("path", &shown(path))
+                .field("index", index)
+                .finish(),
+            TlsError::NoKey { path } => {
+                f.debug_struct("NoKey").field("path", &shown(path)).finish()
+            }
+            TlsError::UnsupportedKey { path } => f
+                .debug_struct("UnsupportedKey")
+                .field("path", &shown(path))
+                .finish(),
+            TlsError::KeyMismatch { cert, key } => f
+                .debug_struct("KeyMismatch")
+                .field("cert", &shown(cert))
+                .field("key", &shown(key))
+                .finish(),
+        }
+    }
+}
+
+/// A path as error messages show it: as is, unless it is [implausible](implausible_path).
+struct Shown<'a>(&'a Path);
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match implausible_path(self.0) {
+            Some(_) => {
+                f.write_str("(the configured file, whose name is not shown: it is not a path)")
+            }
+            None => self.0.display().fmt(f),
+        }
+    }
+}
+
+fn shown(path: &Path) -> Shown<'_> {
+    Shown(path)
 }
 
 impl TlsError {
@@ -553,6 +680,163 @@ fn log_outcome(outcome: &Reload) {
     }
 }
 
+/// Limits of the TLS accept loop; [`Default`] gives the production values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HandshakeLimits {
+    /// How long a client has to complete its handshake ([`HANDSHAKE_TIMEOUT`]).
+    pub timeout: Duration,
+    /// Handshakes in progress at once ([`MAX_PENDING_HANDSHAKES`]).
+    pub max_pending: usize,
+    /// Handshakes in progress from one client address ([`MAX_PENDING_HANDSHAKES_PER_IP`]).
+    pub max_pending_per_ip: usize,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        Self {
+            timeout: HANDSHAKE_TIMEOUT,
+            max_pending: MAX_PENDING_HANDSHAKES,
+            max_pending_per_ip: MAX_PENDING_HANDSHAKES_PER_IP,
+        }
+    }
+}
+
+/// Why a TLS connection never reached HTTP: the `reason` label of
+/// `sasgate_tls_handshake_failures_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    /// Closed before its handshake: its address already had the most handshakes in progress.
+    PerIpLimit,
+    /// The handshake did not complete within the timeout.
+    Timeout,
+    /// The handshake failed (not TLS, no common version or cipher, the client gave up).
+    Error,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in the order `/metrics` lists them.
+    pub const ALL: [HandshakeFailure; 3] = [Self::PerIpLimit, Self::Timeout, Self::Error];
+
+    /// The metric label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::PerIpLimit => "per_ip_limit",
+            Self::Timeout => "timeout",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Counters of connections that never got past the TLS handshake, shared by the accept loop and
+/// the `/metrics` handler.
+#[derive(Debug, Default)]
+pub struct HandshakeStats {
+    counts: [AtomicU64; HandshakeFailure::ALL.len()],
+}
+
+impl HandshakeStats {
+    /// One more connection lost for `reason`.
+    pub fn count(&self, reason: HandshakeFailure) {
+        self.counts[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The count for every reason.
+    pub fn failures(&self) -> [(HandshakeFailure, u64); HandshakeFailure::ALL.len()] {
+        HandshakeFailure::ALL.map(|r| (r, self.counts[r as usize].load(Ordering::Relaxed)))
+    }
+}
+
+/// What the handlers see of TLS when sasgate serves HTTPS: the certificate in service (for its
+/// expiry metric) and the handshake failure counters.
+#[derive(Debug)]
+pub struct TlsState {
+    pub store: Arc<CertificateStore>,
+    pub handshakes: Arc<HandshakeStats>,
+}
+
+/// Lets a warning through at most once per period and counts the ones held back.
+#[derive(Debug)]
+pub(crate) struct WarnEvery {
+    every: Duration,
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl WarnEvery {
+    pub(crate) fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// `Some(how many were held back since the last one)` when a warning may be logged now.
+    pub(crate) fn ready(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < self.every)
+        {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
+
+/// The address a per-client cap counts by: IPv4 (also as IPv4-mapped IPv6) as is, IPv6 by its
+/// /64.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+        }
+        v4 => v4,
+    }
+}
+
+/// Handshakes in progress per client address.
+#[derive(Clone, Debug, Default)]
+struct PeerSlots(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One handshake in progress for an address; given back when dropped.
+struct PeerSlot {
+    slots: PeerSlots,
+    key: IpAddr,
+}
+
+impl PeerSlots {
+    /// A slot for `ip`, unless it already holds `max`.
+    fn take(&self, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let key = client_key(ip);
+        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = map.entry(key).or_insert(0);
+        if *held >= max {
+            return None;
+        }
+        *held += 1;
+        Some(PeerSlot {
+            slots: self.clone(),
+            key,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut map = self.slots.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(held) = map.get_mut(&self.key) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                map.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// A listener whose `accept` yields completed TLS streams. Handshakes run concurrently, each in
 /// its own task with a deadline, so a slow or silent client delays nobody else.
 pub struct TlsListener {
@@ -562,20 +846,22 @@ pub struct TlsListener {
 }
 
 impl TlsListener {
-    /// Accepts TCP connections on `tcp` and handshakes with `config`, allowing each client
-    /// `handshake_timeout`. Must be called within a tokio runtime; the accept loop ends when the
-    /// listener is dropped.
+    /// Accepts TCP connections on `tcp` and handshakes with `config` within `limits`, counting
+    /// the connections lost before HTTP in `stats`. Must be called within a tokio runtime; the
+    /// accept loop ends when the listener is dropped.
     pub fn new(
         tcp: TcpListener,
         config: Arc<ServerConfig>,
-        handshake_timeout: Duration,
+        limits: HandshakeLimits,
+        stats: Arc<HandshakeStats>,
     ) -> io::Result<Self> {
         let local_addr = tcp.local_addr()?;
         let (tx, ready) = mpsc::channel(READY_QUEUE);
         let accepting = tokio::spawn(accept_loop(
             tcp,
             TlsAcceptor::from(config),
-            handshake_timeout,
+            limits,
+            stats,
             tx,
         ));
         Ok(Self {
@@ -583,15 +869,6 @@ impl TlsListener {
             local_addr,
             _accepting: TaskGuard(accepting),
         })
-    }
-
-    /// The listener as `axum::serve` takes it with `into_make_service_with_connect_info::
-    /// <SocketAddr>()`. axum implements `Connected` for `SocketAddr` only over its own listeners,
-    /// and the orphan rule keeps sasgate from adding an impl for this one; its `TapIo` wrapper
-    /// comes with an impl for any listener whose address is a `SocketAddr`. The tap does nothing.
-    pub fn with_connect_info(self) -> TapIo<Self, fn(&mut TlsStream<TcpStream>)> {
-        fn untouched(_: &mut TlsStream<TcpStream>) {}
-        self.tap_io(untouched as fn(&mut TlsStream<TcpStream>))
     }
 }
 
@@ -616,11 +893,34 @@ impl axum::serve::Listener for TlsListener {
 async fn accept_loop(
     tcp: TcpListener,
     acceptor: TlsAcceptor,
-    handshake_timeout: Duration,
+    limits: HandshakeLimits,
+    stats: Arc<HandshakeStats>,
     ready: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let pending = Arc::new(Semaphore::new(limits.max_pending.max(1)));
+    let per_ip = PeerSlots::default();
+    let mut global_warning = WarnEvery::new(CAP_WARNING_EVERY);
+    let mut per_ip_warning = WarnEvery::new(CAP_WARNING_EVERY);
     loop {
+        // A slot first, then a connection: with every slot taken, nothing is accepted and new
+        // connections wait in the kernel's listen backlog.
+        let permit = match pending.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(held_back) = global_warning.ready() {
+                    tracing::warn!(
+                        max_pending = limits.max_pending,
+                        held_back_warnings = held_back,
+                        "every TLS handshake slot is taken; new connections wait in the listen backlog until one frees (at most one such warning a minute)"
+                    );
+                }
+                match pending.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    // The semaphore is never closed.
+                    Err(_) => return,
+                }
+            }
+        };
         let (stream, peer) = match tcp.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
@@ -628,26 +928,43 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            tracing::debug!(%peer, "too many TLS handshakes in progress; connection closed");
+        let Some(slot) = per_ip.take(peer.ip(), limits.max_pending_per_ip) else {
+            stats.count(HandshakeFailure::PerIpLimit);
+            tracing::debug!(%peer, "too many TLS handshakes in progress from this address; connection closed");
+            if let Some(held_back) = per_ip_warning.ready() {
+                tracing::warn!(
+                    client = %client_key(peer.ip()),
+                    max_pending_per_ip = limits.max_pending_per_ip,
+                    held_back_warnings = held_back,
+                    "a client address has the most TLS handshakes in progress allowed; its further connections are closed at once (at most one such warning a minute)"
+                );
+            }
             continue;
         };
         let acceptor = acceptor.clone();
         let ready = ready.clone();
+        let stats = stats.clone();
         tokio::spawn(async move {
-            match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+            match tokio::time::timeout(limits.timeout, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
-                    // Held until axum has the stream, so that the cap also bounds the queue.
-                    let _permit = permit;
+                    // Both held until the serving loop has the stream, so that the caps also
+                    // bound the queue.
+                    let _held = (permit, slot);
                     // An error means the server is shutting down: the stream is dropped.
                     let _ = ready.send((tls, peer)).await;
                 }
-                Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                Err(_) => tracing::debug!(
-                    %peer,
-                    timeout_seconds = handshake_timeout.as_secs(),
-                    "TLS handshake timed out"
-                ),
+                Ok(Err(e)) => {
+                    stats.count(HandshakeFailure::Error);
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                }
+                Err(_) => {
+                    stats.count(HandshakeFailure::Timeout);
+                    tracing::debug!(
+                        %peer,
+                        timeout_ms = u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+                        "TLS handshake timed out"
+                    );
+                }
             }
         });
     }
@@ -828,6 +1145,116 @@ mod tests {
                 "case {i} echoes content: {text}"
             );
         }
+    }
+
+    #[test]
+    fn a_path_that_is_file_content_is_never_shown() {
+        let (_, key) = self_signed("pasted");
+        let secret_line = key.lines().nth(1).unwrap().to_owned();
+        let long = "x".repeat(MAX_PATH_BYTES + 1);
+        let pasted = key.trim_end().to_owned();
+        for bad in [pasted.as_str(), long.as_str(), "/tls/a\rb"] {
+            assert!(implausible_path(Path::new(bad)).is_some(), "{bad:?}");
+            let errors = [
+                TlsError::Read {
+                    file: TlsFile::Key,
+                    path: bad.into(),
+                    kind: io::ErrorKind::NotFound,
+                },
+                TlsError::TooLarge {
+                    file: TlsFile::Key,
+                    path: bad.into(),
+                },
+                TlsError::Pem {
+                    file: TlsFile::Key,
+                    path: bad.into(),
+                },
+                TlsError::NoCertificate { path: bad.into() },
+                TlsError::BadCertificate {
+                    path: bad.into(),
+                    index: 1,
+                },
+                TlsError::NoKey { path: bad.into() },
+                TlsError::UnsupportedKey { path: bad.into() },
+                TlsError::KeyMismatch {
+                    cert: bad.into(),
+                    key: bad.into(),
+                },
+            ];
+            for e in errors {
+                let text = format!("{e} {e:?}");
+                assert!(
+                    !text.contains(&secret_line)
+                        && !text.contains("BEGIN")
+                        && !text.contains("xxxxxxxx")
+                        && !text.contains('\r'),
+                    "{text}"
+                );
+                assert!(text.contains("not a path"), "{text}");
+                assert!(text.len() < 1024, "{text}");
+            }
+        }
+        // A real path is shown as is.
+        let exact = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
+        for good in ["/run/tls/tls.key", exact.as_str()] {
+            assert!(implausible_path(Path::new(good)).is_none());
+            let e = TlsError::NoKey { path: good.into() };
+            assert!(e.to_string().contains(good));
+        }
+    }
+
+    #[test]
+    fn per_address_slots_are_capped_and_given_back() {
+        let slots = PeerSlots::default();
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let held: Vec<PeerSlot> = (0..3).map(|_| slots.take(a, 3).unwrap()).collect();
+        assert!(slots.take(a, 3).is_none());
+        // Another address, the same address written as IPv4-mapped IPv6, another /64.
+        assert!(slots.take("192.0.2.2".parse().unwrap(), 3).is_some());
+        assert!(slots.take("::ffff:192.0.2.1".parse().unwrap(), 3).is_none());
+        let v6: Vec<PeerSlot> = (0..3)
+            .map(|i| {
+                slots
+                    .take(format!("2001:db8::{i}").parse().unwrap(), 3)
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            slots.take("2001:db8::ffff:1".parse().unwrap(), 3).is_none(),
+            "the same /64"
+        );
+        assert!(slots.take("2001:db8:0:1::1".parse().unwrap(), 3).is_some());
+        drop(held);
+        assert!(slots.take(a, 3).is_some());
+        drop(v6);
+        assert!(
+            slots.0.lock().unwrap().is_empty(),
+            "addresses are forgotten once their slots are back"
+        );
+    }
+
+    #[test]
+    fn cap_warnings_are_let_through_once_per_period() {
+        let mut w = WarnEvery::new(Duration::from_secs(60));
+        assert_eq!(w.ready(), Some(0));
+        assert_eq!(w.ready(), None);
+        assert_eq!(w.ready(), None);
+        w.last = Instant::now().checked_sub(Duration::from_secs(61));
+        assert_eq!(w.ready(), Some(2), "the held-back count is reported");
+        assert_eq!(w.ready(), None);
+    }
+
+    #[test]
+    fn handshake_failures_are_counted_by_reason() {
+        let stats = HandshakeStats::default();
+        stats.count(HandshakeFailure::PerIpLimit);
+        stats.count(HandshakeFailure::PerIpLimit);
+        stats.count(HandshakeFailure::Error);
+        let labelled = stats.failures().map(|(r, n)| (r.label(), n));
+        assert_eq!(
+            labelled,
+            [("per_ip_limit", 2), ("timeout", 0), ("error", 1)]
+        );
     }
 
     #[test]

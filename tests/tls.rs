@@ -7,11 +7,16 @@
 //! handler with its `ConnectInfo`). Certificates come from a test CA made with rcgen; the client
 //! side is tokio-rustls (to see which certificate a handshake presents and which protocol ALPN
 //! chose) and hyper (to hold one connection open across a reload).
+//!
+//! The bounds on connections (header-read and idle timeouts, the connection cap, the handshake
+//! caps) run with short values given through `Application::with_limits`, so that no test waits
+//! for the production timeouts.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -21,9 +26,11 @@ use common::app::{Setup, write_setup_in};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use sasgate::app::Application;
+use sasgate::app::{Application, ServeLimits};
 use sasgate::config::{Config, ConfigErrors};
+use sasgate::tls::HandshakeLimits;
 use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
@@ -171,11 +178,20 @@ impl Site {
 
     /// A reqwest client that trusts this site's CA (and only it).
     fn https(&self) -> reqwest::Client {
+        self.https_builder().build().unwrap()
+    }
+
+    /// As [`Site::https`], connecting from the local address `from` (127.0.0.2 is another
+    /// client address on the loopback interface).
+    fn https_from(&self, from: IpAddr) -> reqwest::Client {
+        self.https_builder().local_address(from).build().unwrap()
+    }
+
+    fn https_builder(&self) -> reqwest::ClientBuilder {
         reqwest::Client::builder()
             .tls_built_in_root_certs(false)
+            .no_proxy()
             .add_root_certificate(reqwest::Certificate::from_pem(self.ca.pem().as_bytes()).unwrap())
-            .build()
-            .unwrap()
     }
 }
 
@@ -188,9 +204,15 @@ struct Served {
 
 impl Served {
     async fn start(config: Config) -> Self {
+        Self::start_with(config, ServeLimits::default()).await
+    }
+
+    /// Served within `limits` instead of the production ones.
+    async fn start_with(config: Config, limits: ServeLimits) -> Self {
         let app = Application::build(config)
             .await
-            .unwrap_or_else(|e| panic!("{e}"));
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_limits(limits);
         assert!(app.serves_tls());
         let addr = app.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -410,9 +432,9 @@ async fn a_client_that_stalls_its_handshake_holds_up_nobody_else() {
     tokio::io::AsyncWriteExt::write_all(&mut half, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
         .await
         .unwrap();
-    // Well within the 10 s a stalled handshake is given.
+    // Well within the 5 s a stalled handshake is given.
     let r = tokio::time::timeout(
-        Duration::from_secs(5),
+        Duration::from_secs(3),
         site.https()
             .get(format!("https://127.0.0.1:{}/healthz", served.addr.port()))
             .send(),
@@ -896,4 +918,545 @@ async fn healthcheck_probes_the_https_server_and_fails_when_it_is_gone() {
     let gone = probe(binary.addr.to_string());
     assert_eq!(gone.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&gone.stderr).contains("unhealthy"));
+}
+
+// ---- bounds on connections and handshakes ---------------------------------------------------
+
+/// Production limits with these changes.
+fn limits(change: impl FnOnce(&mut ServeLimits)) -> ServeLimits {
+    let mut limits = ServeLimits::default();
+    change(&mut limits);
+    limits
+}
+
+/// Reads (and discards) what the server sends until it closes the connection; how long that
+/// took, or `None` if it was still open after `within`.
+async fn closed_within<S: AsyncRead + Unpin>(stream: &mut S, within: Duration) -> Option<Duration> {
+    let start = tokio::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout_at(start + within, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0) | Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) => {}
+        }
+    }
+}
+
+/// An HTTP/1.1 keep-alive connection over `stream`, with its connection task (which ends when
+/// the server closes the connection).
+async fn http1_with_task(
+    stream: TlsStream<TcpStream>,
+) -> (
+    hyper::client::conn::http1::SendRequest<String>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (sender, task)
+}
+
+/// `sasgate_tls_handshake_failures_total` by reason, read from `/metrics` from address `from`.
+async fn handshake_failures(site: &Site, addr: SocketAddr, from: IpAddr) -> BTreeMap<String, u64> {
+    let text = site
+        .https_from(from)
+        .get(format!("https://127.0.0.1:{}/metrics", addr.port()))
+        .bearer_auth(&site.setup.admin)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let counts: BTreeMap<String, u64> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("sasgate_tls_handshake_failures_total{reason=\""))
+        .filter_map(|l| l.split_once("\"} "))
+        .map(|(reason, n)| (reason.to_owned(), n.parse().unwrap()))
+        .collect();
+    assert_eq!(
+        counts.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["error", "per_ip_limit", "timeout"],
+        "every reason is exported, even at 0:\n{text}"
+    );
+    counts
+}
+
+const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+const OTHER_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+#[tokio::test]
+async fn request_headers_that_never_end_are_cut_off_after_the_header_read_timeout() {
+    let (site, _) = Site::new();
+    let served = Served::start_with(
+        site.load(&site.tls_env("30s")).unwrap(),
+        limits(|l| {
+            l.header_read_timeout = Duration::from_secs(1);
+            l.idle_timeout = Duration::from_secs(30);
+        }),
+    )
+    .await;
+    let config = client_config(&site.ca.pem(), &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    // Half a request, then nothing: before the fix this was still open after 70 s.
+    let mut stream = connect(served.addr, config.clone()).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let closed = closed_within(&mut stream, Duration::from_secs(10))
+        .await
+        .expect("a request whose headers never end was still open after 10 s");
+    assert!(
+        closed >= Duration::from_millis(800),
+        "closed after {closed:?}"
+    );
+    // Headers trickling in a byte at a time do not reset the clock.
+    let mut stream = connect(served.addr, config).await.unwrap();
+    let start = Instant::now();
+    let mut cut = false;
+    for byte in
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+    {
+        if stream.write_all(&[*byte]).await.is_err() || stream.flush().await.is_err() {
+            cut = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if !cut {
+        cut = closed_within(&mut stream, Duration::from_secs(5))
+            .await
+            .is_some();
+    }
+    assert!(cut, "a slow trickle of header bytes kept the connection");
+    assert!(start.elapsed() < Duration::from_secs(8));
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_before_their_first_request_and_between_requests() {
+    let (site, _) = Site::new();
+    let ca = site.ca.pem();
+    // The header-read timeout short, the idle timeout long: what closes an HTTP/1 keep-alive
+    // connection between requests is hyper's header-read timer.
+    let served = Served::start_with(
+        site.load(&site.tls_env("30s")).unwrap(),
+        limits(|l| {
+            l.header_read_timeout = Duration::from_secs(1);
+            l.idle_timeout = Duration::from_secs(30);
+        }),
+    )
+    .await;
+    // A handshake, then silence (not even the bytes that tell HTTP/1 from HTTP/2).
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut stream = connect(
+            served.addr,
+            client_config(&ca, &[alpn], rustls::DEFAULT_VERSIONS),
+        )
+        .await
+        .unwrap();
+        let closed = closed_within(&mut stream, Duration::from_secs(10)).await;
+        assert!(
+            closed.is_some_and(|d| d >= Duration::from_millis(800)),
+            "a silent connection ({}) after its handshake: {closed:?}",
+            String::from_utf8_lossy(alpn)
+        );
+    }
+    // HTTP/1.1 keep-alive: one request, then idle.
+    let stream = connect(
+        served.addr,
+        client_config(&ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await
+    .unwrap();
+    let (mut sender, task) = http1_with_task(stream).await;
+    assert_eq!(healthz_http1(&mut sender).await, 200);
+    let idle_from = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("an idle HTTP/1.1 keep-alive connection was still open after 10 s")
+        .unwrap();
+    assert!(idle_from.elapsed() >= Duration::from_millis(800));
+    served.stop().await;
+
+    // HTTP/2, whose client answers pings: closed once it has had no request for the idle
+    // timeout.
+    let served = Served::start_with(
+        site.load(&site.tls_env("30s")).unwrap(),
+        limits(|l| {
+            l.header_read_timeout = Duration::from_secs(30);
+            l.idle_timeout = Duration::from_secs(1);
+        }),
+    )
+    .await;
+    let stream = connect(
+        served.addr,
+        client_config(&ca, &[b"h2"], rustls::DEFAULT_VERSIONS),
+    )
+    .await
+    .unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    for _ in 0..3 {
+        let request =
+            hyper::Request::get(format!("https://127.0.0.1:{}/healthz", served.addr.port()))
+                .body(String::new())
+                .unwrap();
+        assert_eq!(sender.send_request(request).await.unwrap().status(), 200);
+        // Requests closer together than the idle timeout keep the connection.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let idle_from = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("an idle HTTP/2 connection was still open after 10 s")
+        .unwrap();
+    assert!(idle_from.elapsed() >= Duration::from_millis(400));
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot_instead_of_failing() {
+    let (site, _) = Site::new();
+    let served = Served::start_with(
+        site.load(&site.tls_env("30s")).unwrap(),
+        limits(|l| l.max_connections = 2),
+    )
+    .await;
+    let config = client_config(&site.ca.pem(), &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (mut sender, task) =
+            http1_with_task(connect(served.addr, config.clone()).await.unwrap()).await;
+        assert_eq!(healthz_http1(&mut sender).await, 200);
+        held.push((sender, task));
+    }
+    // A third connection is not refused (its handshake even completes) but waits unserved.
+    let (mut third, _third_task) =
+        http1_with_task(connect(served.addr, config.clone()).await.unwrap()).await;
+    let waiting = tokio::spawn(async move { healthz_http1(&mut third).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !waiting.is_finished(),
+        "a connection beyond the cap was served"
+    );
+    // One of the two closes: the third is served.
+    let (sender, task) = held.remove(0);
+    drop(sender);
+    task.await.unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the waiting connection was not served once a slot was free")
+        .unwrap();
+    assert_eq!(status, 200);
+    drop(held);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn one_client_address_gets_a_bounded_share_of_handshakes_and_failures_are_counted() {
+    let (site, _) = Site::new();
+    let served = Served::start_with(
+        site.load(&site.tls_env("30s")).unwrap(),
+        limits(|l| {
+            l.handshake = HandshakeLimits {
+                timeout: Duration::from_secs(3),
+                max_pending: 64,
+                max_pending_per_ip: 4,
+            }
+        }),
+    )
+    .await;
+    let healthz = format!("https://127.0.0.1:{}/healthz", served.addr.port());
+    // Four silent sockets from 127.0.0.1 hold that address's share.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(served.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A fifth from the same address is closed at once...
+    let mut fifth = TcpStream::connect(served.addr).await.unwrap();
+    let closed = closed_within(&mut fifth, Duration::from_secs(2)).await;
+    assert!(
+        closed.is_some(),
+        "a connection over the per-address cap was kept"
+    );
+    // ... while another address is served.
+    let r = site
+        .https_from(OTHER_CLIENT)
+        .get(&healthz)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Once the silent handshakes time out, 127.0.0.1 is served again.
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        if let Ok(r) = site.https().get(&healthz).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "127.0.0.1 was not served again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Plain HTTP sent to the HTTPS port is a failed handshake.
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{}/healthz", served.addr.port()))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(plain.is_err());
+    let counts = handshake_failures(&site, served.addr, LOCALHOST).await;
+    assert!(counts["per_ip_limit"] >= 1, "{counts:?}");
+    assert!(counts["timeout"] >= 4, "{counts:?}");
+    assert!(counts["error"] >= 1, "{counts:?}");
+    drop(silent);
+    served.stop().await;
+}
+
+#[tokio::test]
+async fn when_every_handshake_slot_is_taken_new_clients_wait_instead_of_being_closed() {
+    let (site, _) = Site::new();
+    let served = Served::start_with(
+        site.load(&site.tls_env("30s")).unwrap(),
+        limits(|l| {
+            l.handshake = HandshakeLimits {
+                timeout: Duration::from_secs(1),
+                max_pending: 2,
+                max_pending_per_ip: 16,
+            }
+        }),
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        silent.push(TcpStream::connect(served.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Before: closed at once. Now: accepted once a silent handshake times out.
+    let start = Instant::now();
+    let r = site
+        .https()
+        .get(format!("https://127.0.0.1:{}/healthz", served.addr.port()))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("a client was turned away while the handshake slots were full");
+    assert_eq!(r.status(), 200);
+    assert!(
+        start.elapsed() >= Duration::from_millis(500),
+        "served after {:?}: it did not wait for a slot",
+        start.elapsed()
+    );
+    let counts = handshake_failures(&site, served.addr, LOCALHOST).await;
+    assert!(counts["timeout"] >= 2, "{counts:?}");
+    assert_eq!(counts["per_ip_limit"], 0, "{counts:?}");
+    drop(silent);
+    served.stop().await;
+}
+
+/// Writes the headers and the first half of a `POST /v1/lint` whose body is `body`; the request
+/// is then in its handler, waiting for the rest.
+async fn half_a_request(stream: &mut TlsStream<TcpStream>, admin: &str, body: &str) {
+    let head = format!(
+        "POST /v1/lint HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(&body.as_bytes()[..body.len() / 2])
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_drains_a_request_in_flight_accepts_nothing_new_and_stops_at_the_grace_period() {
+    let (site, _) = Site::new();
+    let ca = site.ca.pem();
+    let body = r#"{"url": "https://acct.blob.core.windows.net/c/b?sv=2022-11-02&sp=r&se=2030-01-01T00:00:00Z&sr=b&sig=AAAA"}"#;
+    let mut env = site.tls_env("30s");
+    env.push(("SASGATE_SERVER__SHUTDOWN_GRACE".into(), "30s".into()));
+    let served = Served::start(site.load(&env).unwrap()).await;
+    let config = client_config(&ca, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let mut stream = connect(served.addr, config.clone()).await.unwrap();
+    half_a_request(&mut stream, &site.setup.admin, body).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let Served { addr, stop, server } = served;
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing new is accepted.
+    assert!(
+        TcpStream::connect(addr).await.is_err(),
+        "a connection was accepted after the stop signal"
+    );
+    // The request in flight completes and is answered.
+    stream
+        .write_all(&body.as_bytes()[body.len() / 2..])
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    // With it done, the server stops without waiting out the 30 s grace period.
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server did not stop once drained")
+        .unwrap()
+        .unwrap();
+
+    // A request that never completes is cut off once the grace period is over.
+    let mut env = site.tls_env("30s");
+    env.push(("SASGATE_SERVER__SHUTDOWN_GRACE".into(), "1s".into()));
+    let served = Served::start(site.load(&env).unwrap()).await;
+    let mut stream = connect(served.addr, config).await.unwrap();
+    half_a_request(&mut stream, &site.setup.admin, body).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let start = Instant::now();
+    let Served { stop, server, .. } = served;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), server)
+        .await
+        .expect("the server outlived its grace period")
+        .unwrap()
+        .unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(900));
+    assert!(
+        closed_within(&mut stream, Duration::from_secs(5))
+            .await
+            .is_some(),
+        "the unfinished request's connection is closed"
+    );
+}
+
+// ---- the health check and secrets given in the wrong place ----------------------------------
+
+/// `sasgate healthcheck` with `env` and nothing else from this process's environment.
+fn healthcheck(site: &Site, env: &[(String, String)]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sasgate"))
+        .args(["healthcheck", "--config"])
+        .arg(&site.setup.config)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn healthcheck_passes_while_the_old_certificate_is_served_and_ignores_proxies() {
+    let (site, first) = Site::new();
+    let binary = Binary::start(&site, &site.tls_env("1h")).await;
+    let mut env = site.tls_env("1h");
+    env.push(("SASGATE_SERVER__LISTEN".into(), binary.addr.to_string()));
+    // A proxy that answers nothing: the probe of this machine must not go through it.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let mut proxied = env.clone();
+    for var in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "ALL_PROXY",
+    ] {
+        proxied.push((var.into(), format!("http://{dead}")));
+    }
+    let out = healthcheck(&site, &proxied);
+    assert!(
+        out.status.success(),
+        "through a proxy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A broken renewal lands on disk: the server keeps serving the old pair...
+    site.replace(&first.chain_pem, &site.ca.issue("other").key_pem);
+    wait_until_presented(binary.addr, &site.ca.pem(), &first, "the old certificate").await;
+    // ... so it is healthy, and so is a secret the probe has no use for (unreadable here).
+    let mut broken = env.clone();
+    broken.push((
+        "SASGATE_LEDGER__URL_FILE".into(),
+        "/nonexistent/ledger-url".into(),
+    ));
+    let out = healthcheck(&site, &broken);
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("healthy: https://"));
+
+    // Whatever goes wrong, the probe exits 1 (never 2).
+    let mut bad_listen = env.clone();
+    bad_listen.push(("SASGATE_SERVER__LISTEN".into(), "not-an-address".into()));
+    bad_listen.retain(|(k, v)| k != "SASGATE_SERVER__LISTEN" || v == "not-an-address");
+    let out = healthcheck(&site, &bad_listen);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
+    let out = Command::new(env!("CARGO_BIN_EXE_sasgate"))
+        .args(["healthcheck", "--config", "/nonexistent/sasgate.toml"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    drop(binary);
+}
+
+#[test]
+fn a_key_given_through_file_file_is_refused_and_its_content_never_printed() {
+    let (site, first) = Site::new();
+    let mut env = site.tls_env("30s");
+    env.retain(|(k, _)| k != "SASGATE_SERVER__TLS_KEY_FILE");
+    // The mistake: _FILE_FILE names the key itself, so its content becomes the key's path.
+    env.push((
+        "SASGATE_SERVER__TLS_KEY_FILE_FILE".into(),
+        site.key_file.display().to_string(),
+    ));
+    env.push(("SASGATE_SERVER__LISTEN".into(), "127.0.0.1:0".into()));
+    for args in [&["config", "check"][..], &["serve"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sasgate"))
+            .args(args)
+            .arg("--config")
+            .arg(&site.setup.config)
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {text}");
+        assert!(
+            text.contains("server.tls_key_file")
+                && text.contains("SASGATE_SERVER__TLS_KEY_FILE_FILE"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("BEGIN"), "{args:?} printed PEM:\n{text}");
+        for line in first.key_lines() {
+            assert!(!text.contains(&line), "{args:?} printed the key:\n{text}");
+        }
+    }
 }

@@ -111,8 +111,14 @@ pub async fn metrics(State(state): State<AppState>, Caller(caller): Caller) -> R
             state
                 .tls
                 .as_ref()
-                .and_then(|t| t.current().not_after())
-                .map(|at| at.timestamp()),
+                .map(|t| crate::metrics::TlsFigures {
+                    expiry: t.store.current().not_after().map(|at| at.timestamp()),
+                    handshake_failures: t
+                        .handshakes
+                        .failures()
+                        .map(|(reason, n)| (reason.label(), n)),
+                })
+                .as_ref(),
         ),
     )
         .into_response()

@@ -16,27 +16,34 @@ fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
 /// `sasgate healthcheck`: GET /healthz on the server this configuration describes, over
 /// loopback when it listens on every address. Over TLS the certificate is not verified: the
 /// probe sends no credential and reads only the status, and the certificate names the public
-/// host, not 127.0.0.1. Exit 0 on 200, 1 otherwise.
+/// host, not 127.0.0.1.
+///
+/// Only `server.listen` and whether `server.tls_cert_file` is set are read
+/// ([`crate::config::ProbeTarget`]): the probe validates nothing else and reads neither secrets
+/// nor the certificate pair, so a configuration that went bad after start-up (a broken renewal
+/// on disk while the old certificate is still served) does not fail a server that works. No
+/// proxy is used (`HTTPS_PROXY` and the like are ignored): the target is this machine. Exit 0 on
+/// 200, 1 on anything else, a configuration it cannot read included.
 pub async fn healthcheck(config_path: Option<&Path>) -> ExitCode {
-    let config = match load_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
+    let target = match crate::config::ProbeTarget::load(config_path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            return ExitCode::FAILURE;
+        }
     };
-    let mut addr = config.listen;
+    let mut addr = target.listen;
     if addr.ip().is_unspecified() {
         addr.set_ip(match addr {
             std::net::SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
             std::net::SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
         });
     }
-    let scheme = if config.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
+    let scheme = if target.tls { "https" } else { "http" };
     let url = format!("{scheme}://{addr}/healthz");
     let client = match reqwest::Client::builder()
         .danger_accept_invalid_certs(true)
+        .no_proxy()
         .timeout(std::time::Duration::from_secs(4))
         .redirect(reqwest::redirect::Policy::none())
         .build()

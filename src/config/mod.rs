@@ -420,6 +420,136 @@ impl Config {
     }
 }
 
+/// What `sasgate healthcheck` needs: where the server listens and whether it serves HTTPS.
+///
+/// Read from the same layering as [`Config::load`] (defaults < file < `SASGATE_…` variables,
+/// `…_FILE` variables included) but only for `server.listen` and `server.tls_cert_file`: nothing
+/// else is validated, no secret is read, and the certificate pair is not loaded. The probe asks a
+/// running server whether it is alive; a configuration that has since gone bad (a broken
+/// certificate renewal on disk while the old pair is still served) is for `sasgate config check`
+/// and the next start to report, not a reason to restart a server that is working.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeTarget {
+    /// `server.listen`.
+    pub listen: SocketAddr,
+    /// True when `server.tls_cert_file` is set (not empty): the server answers HTTPS.
+    pub tls: bool,
+}
+
+/// The two keys [`ProbeTarget`] reads; every other key in the file is ignored.
+#[derive(Serialize, Deserialize)]
+struct ProbeRaw {
+    server: ProbeServer,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ProbeServer {
+    listen: String,
+    #[serde(default)]
+    tls_cert_file: Option<PathBuf>,
+}
+
+/// The variables (without `SASGATE_`) of the keys [`ProbeTarget`] reads.
+const PROBE_KEYS: &[&str] = &["SERVER__LISTEN", "SERVER__TLS_CERT_FILE"];
+
+impl ProbeTarget {
+    /// From `file` and this process's environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigErrors> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::load_from(file, &env)
+    }
+
+    /// As [`ProbeTarget::load`] with an explicit environment, for tests.
+    pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigErrors> {
+        let defaults = RawConfig::default().server;
+        let mut figment = Figment::from(Serialized::defaults(ProbeRaw {
+            server: ProbeServer {
+                listen: defaults.listen,
+                tls_cert_file: defaults.tls_cert_file,
+            },
+        }));
+        match file {
+            Some(path) if !path.exists() => {
+                return Err(one(
+                    "config file",
+                    format!(
+                        "{} does not exist; pass an existing file or none",
+                        path.display()
+                    ),
+                ));
+            }
+            Some(path) => figment = figment.merge(Toml::file(path)),
+            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
+        }
+        fn probe_key(name: &str) -> Option<(&str, bool)> {
+            name.strip_prefix("SASGATE_")
+                .map(split_file_suffix)
+                .filter(|(key, _)| PROBE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)))
+        }
+        let mut errors = Vec::new();
+        let mut values: Vec<(String, String)> = Vec::new();
+        for (name, value) in env {
+            let Some((key, from_file)) = probe_key(name) else {
+                continue;
+            };
+            if value.is_empty() {
+                continue;
+            }
+            if from_file
+                && env
+                    .iter()
+                    .any(|(n, v)| n == &format!("SASGATE_{key}") && !v.is_empty())
+            {
+                errors.push(ConfigError {
+                    key: name.clone(),
+                    message: format!(
+                        "SASGATE_{key} is set too; set the value or the file, not both"
+                    ),
+                });
+                continue;
+            }
+            let value = if from_file {
+                match std::fs::read_to_string(value) {
+                    Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
+                    Err(e) => {
+                        errors.push(ConfigError {
+                            key: name.clone(),
+                            message: format!("cannot read the file it names: {}", e.kind()),
+                        });
+                        continue;
+                    }
+                }
+            } else {
+                value.clone()
+            };
+            values.push((key.to_ascii_lowercase().replace("__", "."), value));
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        values.sort();
+        for (path, value) in values {
+            figment = figment.merge(Serialized::default(&path, value));
+        }
+        let raw = figment
+            .extract::<ProbeRaw>()
+            .map_err(|e| ConfigErrors(e.into_iter().map(describe).collect()))?;
+        let listen = raw.server.listen.parse::<SocketAddr>().map_err(|_| {
+            one(
+                "server.listen",
+                "must be an address and port such as 127.0.0.1:8080".into(),
+            )
+        })?;
+        Ok(Self {
+            listen,
+            tls: raw
+                .server
+                .tls_cert_file
+                .is_some_and(|p| !p.as_os_str().is_empty()),
+        })
+    }
+}
+
 /// Environment values are strings; booleans and integers are recognised so that
 /// `SASGATE_SERVER__ALLOW_INSECURE_HTTP=true` works.
 fn parse_env_value(value: &str) -> figment::value::Value {
@@ -521,6 +651,31 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
         tls_file(&raw.server.tls_key_file),
     );
     let tls_wanted = cert_file.is_some() || key_file.is_some();
+    // PEM content where a path belongs (`SASGATE_SERVER__TLS_KEY_FILE_FILE=/run/secrets/tls.key`
+    // puts the key itself here): refused without echoing it, and the pair is not read.
+    let mut tls_paths_usable = true;
+    for (key, variable, path) in [
+        (
+            "server.tls_cert_file",
+            "SASGATE_SERVER__TLS_CERT_FILE",
+            &cert_file,
+        ),
+        (
+            "server.tls_key_file",
+            "SASGATE_SERVER__TLS_KEY_FILE",
+            &key_file,
+        ),
+    ] {
+        if let Some(why) = path.as_deref().and_then(crate::tls::implausible_path) {
+            tls_paths_usable = false;
+            err(
+                key,
+                format!(
+                    "is not a file path: it {why} (the value is not shown); give the path of the PEM file. This usually comes from {variable}_FILE, which puts the content of the file it names into {key}: set {variable}=<path of the file> instead"
+                ),
+            );
+        }
+    }
     if let Some(a) = listen
         && !a.ip().is_loopback()
         && !tls_wanted
@@ -546,6 +701,16 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
         err(
             "server.public_url",
             "must be https:// when server.tls_cert_file is set: sasgate serves HTTPS, and broker links are built from this URL; write https://<the host name in the certificate>[:port]".into(),
+        );
+    } else if let Some(u) = &public_url
+        && u.scheme() != "https"
+        && !(u.scheme() == "http" && is_loopback(u))
+    {
+        // Broker links are built from this URL and their codes are bearer secrets: plain HTTP
+        // only where it never leaves the machine.
+        err(
+            "server.public_url",
+            "must be https:// unless its host is loopback (127.0.0.1, ::1 or localhost): broker links are built from it, and a link's code is a secret that must not cross plain HTTP; behind a TLS-terminating proxy give the proxy's address, https://<host>[:port]".into(),
         );
     }
     let mut duration = |key: &str, text: &str| -> Option<Duration> {
@@ -597,6 +762,7 @@ fn validate(raw: RawConfig, env: &[(String, String)]) -> Result<Config, ConfigEr
     // The same check as start-up and every reload: both files readable, the chain parses, the
     // key matches its first certificate. Errors carry no file content.
     if let Some(t) = &tls
+        && tls_paths_usable
         && let Err(e) = crate::tls::load(t)
     {
         err(e.config_key(), e.to_string());
@@ -1258,6 +1424,161 @@ mod tests {
             "{:?}",
             c.warnings
         );
+    }
+
+    #[test]
+    fn public_url_is_https_unless_its_host_is_loopback() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "[server]\nlisten = \"0.0.0.0:8080\"\nallow_insecure_http = true\n",
+        );
+        let with_url = |url: &str| {
+            Config::load_from(Some(&file), &env(&[("SASGATE_SERVER__PUBLIC_URL", url)]))
+        };
+        // Behind a TLS-terminating proxy, links must still be https.
+        for url in [
+            "http://sasgate.example.org",
+            "http://10.0.0.5:8080",
+            "ftp://127.0.0.1",
+        ] {
+            let err = with_url(url).unwrap_err();
+            let problem = err
+                .0
+                .iter()
+                .find(|e| e.key == "server.public_url")
+                .unwrap_or_else(|| panic!("{url}: {err}"));
+            assert!(
+                problem.message.contains("https://") && problem.message.contains("loopback"),
+                "{problem}"
+            );
+            assert!(!err.to_string().contains(url), "the value is echoed: {err}");
+        }
+        for url in [
+            "https://sasgate.example.org",
+            "http://127.0.0.1:8080",
+            "http://localhost:8080",
+            "http://[::1]:8080",
+        ] {
+            assert!(with_url(url).is_ok(), "{url} refused");
+        }
+    }
+
+    #[test]
+    fn pem_content_given_as_a_tls_path_is_refused_without_being_shown() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = tls_files(dir.path());
+        let key_pem = std::fs::read_to_string(&key).unwrap();
+        let secret_line = key_pem.lines().nth(1).unwrap().to_owned();
+        let file = write(dir.path(), "[server]\nlisten = \"127.0.0.1:8443\"\n");
+        // `…_KEY_FILE_FILE` pointed at the key: its content becomes the path.
+        let err = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_SERVER__TLS_CERT_FILE", cert.to_str().unwrap()),
+                ("SASGATE_SERVER__TLS_KEY_FILE_FILE", key.to_str().unwrap()),
+                ("SASGATE_SERVER__PUBLIC_URL", "https://localhost:8443"),
+            ]),
+        )
+        .unwrap_err();
+        let text = format!("{err}\n{err:?}");
+        let problem = err
+            .0
+            .iter()
+            .find(|e| e.key == "server.tls_key_file")
+            .unwrap_or_else(|| panic!("{text}"));
+        assert!(
+            problem.message.contains("not a file path")
+                && problem
+                    .message
+                    .contains("SASGATE_SERVER__TLS_KEY_FILE_FILE"),
+            "{problem}"
+        );
+        assert!(
+            !text.contains(&secret_line) && !text.contains("BEGIN"),
+            "key material in:\n{text}"
+        );
+        // A long value, and one with a line break, on the certificate side.
+        for bad in [
+            "a".repeat(crate::tls::MAX_PATH_BYTES + 1),
+            "/tls/a\nb".into(),
+        ] {
+            let err = Config::load_from(
+                Some(&file),
+                &env(&[
+                    ("SASGATE_SERVER__TLS_CERT_FILE", &bad),
+                    ("SASGATE_SERVER__TLS_KEY_FILE", key.to_str().unwrap()),
+                    ("SASGATE_SERVER__PUBLIC_URL", "https://localhost:8443"),
+                ]),
+            )
+            .unwrap_err();
+            assert!(
+                err.0
+                    .iter()
+                    .any(|e| e.key == "server.tls_cert_file"
+                        && e.message.contains("not a file path")),
+                "{err}"
+            );
+            assert!(!err.to_string().contains(&bad), "{err}");
+        }
+        // A path of exactly the limit is still a path (it is only not found).
+        let long = format!("/{}", "a".repeat(crate::tls::MAX_PATH_BYTES - 1));
+        let err = Config::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_SERVER__TLS_CERT_FILE", &long),
+                ("SASGATE_SERVER__TLS_KEY_FILE", key.to_str().unwrap()),
+                ("SASGATE_SERVER__PUBLIC_URL", "https://localhost:8443"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("cannot read"), "{err}");
+    }
+
+    #[test]
+    fn the_probe_target_reads_only_listen_and_whether_tls_is_on() {
+        let dir = tempfile::tempdir().unwrap();
+        // Everything else in the file may be broken: the probe does not look at it.
+        let file = write(
+            dir.path(),
+            "[server]\nlisten = \"0.0.0.0:9443\"\ntls_cert_file = \"/nonexistent/tls.crt\"\nmax_body_bytes = \"lots\"\n[limits]\nmax_ttl = \"30d\"\n[[accounts]]\nname = \"X\"\nkey_env = \"SASGATE_NOT_SET\"\n",
+        );
+        assert!(Config::load_from(Some(&file), &[]).is_err());
+        let t = ProbeTarget::load_from(Some(&file), &[]).unwrap();
+        assert_eq!(t.listen, "0.0.0.0:9443".parse().unwrap());
+        assert!(t.tls);
+        // The environment wins, `…_FILE` variables included; an empty value unsets.
+        let listen_file = dir.path().join("listen");
+        std::fs::write(&listen_file, "127.0.0.1:7000\n").unwrap();
+        let t = ProbeTarget::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_SERVER__LISTEN_FILE", listen_file.to_str().unwrap()),
+                ("SASGATE_SERVER__TLS_CERT_FILE", ""),
+                ("SASGATE_LEDGER__URL_FILE", "/nonexistent/secret"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(t.listen, "127.0.0.1:7000".parse().unwrap());
+        assert!(t.tls, "an empty variable does not override the file");
+        let t = ProbeTarget::load_from(None, &env(&[("SASGATE_SERVER__LISTEN", "127.0.0.1:1")]))
+            .unwrap();
+        assert_eq!(t.listen.port(), 1);
+        // Errors: a bad address, a value set twice, a missing file.
+        let err =
+            ProbeTarget::load_from(Some(&file), &env(&[("SASGATE_SERVER__LISTEN", "nowhere")]))
+                .unwrap_err();
+        assert_eq!(err.0[0].key, "server.listen");
+        let err = ProbeTarget::load_from(
+            Some(&file),
+            &env(&[
+                ("SASGATE_SERVER__LISTEN", "127.0.0.1:1"),
+                ("SASGATE_SERVER__LISTEN_FILE", listen_file.to_str().unwrap()),
+            ]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+        assert!(ProbeTarget::load_from(Some(&dir.path().join("missing.toml")), &[]).is_err());
     }
 
     #[test]
