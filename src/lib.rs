@@ -17,3 +17,4 @@ pub mod sas;
 pub mod secret;
 pub mod telemetry;
 pub mod tls;
+pub mod web;

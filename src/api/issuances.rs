@@ -220,26 +220,14 @@ pub async fn lookup(
         body,
         "send {\"url\": \"<the SAS URL or query string>\"}",
     )?;
-    let hash = match link_code(&body.url) {
-        // A leaked broker link: its code's hash is the issuance's signature hash.
-        Some(code) => crate::sas::sign::hex_sha256(code.as_bytes()),
-        None => {
-            let parsed = crate::sas::parse::parse(&body.url).map_err(|e| {
-                Problem::new(
-                    Code::InvalidRequest,
-                    format!("not a SAS or a broker link: {e}"),
-                )
-            })?;
-            parsed
-                .signature_sha256()
-                .ok_or_else(|| Problem::new(Code::InvalidRequest, "the SAS has no signature"))?
-        }
-    };
     let record = state
-        .ledger
-        .find_by_signature(&hash)
+        .broker
+        .lookup(&body.url)
         .await
-        .map_err(|e| Problem::server(Code::LedgerUnavailable, &e))?
+        .map_err(|e| match e {
+            crate::broker::LookupError::NotASas(m) => Problem::new(Code::InvalidRequest, m),
+            crate::broker::LookupError::Ledger(e) => Problem::server(Code::LedgerUnavailable, &e),
+        })?
         .ok_or_else(|| {
             Problem::new(
                 Code::NotFound,
@@ -254,18 +242,6 @@ pub async fn lookup(
         issuance: view(record, Utc::now()),
         revoke,
     }))
-}
-
-/// The code of a broker link URL (`…/l/<code>`), if `text` is one.
-fn link_code(text: &str) -> Option<String> {
-    let url = url::Url::parse(text.trim()).ok()?;
-    let mut segments = url.path_segments()?;
-    match (segments.next(), segments.next(), segments.next()) {
-        (Some("l"), Some(code), None) if !code.is_empty() && url.query().is_none() => {
-            Some(code.to_owned())
-        }
-        _ => None,
-    }
 }
 
 /// Body of `POST /v1/issuances/{id}/revoke`.
@@ -332,8 +308,13 @@ fn admin_body<T>(
     if !caller.is_admin() {
         return Err(Problem::new(Code::Forbidden, forbidden));
     }
-    body.map(|Json(b)| b)
-        .map_err(|_| Problem::new(Code::InvalidRequest, usage))
+    body.map(|Json(b)| b).map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            Problem::new(Code::PayloadTooLarge, "the request body is too large")
+        } else {
+            Problem::new(Code::InvalidRequest, usage)
+        }
+    })
 }
 
 fn revoke_problem(e: crate::broker::RevokeError) -> Problem {

@@ -94,31 +94,14 @@ pub async fn create(
             };
             Ok((MintRequest::from_json(&v)?, uses))
         });
-    let result = match parsed {
-        Ok((req, uses)) => match state
-            .broker
-            .create_link(&principal, &req, uses, now, client.clone())
-            .await
-        {
-            Ok(link) => Ok(link),
-            Err(e) => {
-                if !matches!(e, MintError::Ledger(_)) {
-                    state
-                        .broker
-                        .deny(Some(&principal), &e, Some(&req), now, client)
-                        .await;
-                }
-                Err(e)
-            }
-        },
-        Err(e) => {
-            state
-                .broker
-                .deny(Some(&principal), &e, None, now, client)
-                .await;
-            Err(e)
-        }
+    let (request, uses) = match parsed {
+        Ok((req, uses)) => (Ok(req), uses),
+        Err(e) => (Err(e), None),
     };
+    let result = state
+        .broker
+        .link(&principal, request, uses, now, client)
+        .await;
     super::tokens::count(&state, result.as_ref().map(|l| l.rule.as_str()));
     match result {
         Ok(link) => {

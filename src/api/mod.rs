@@ -9,7 +9,7 @@ mod links;
 mod lint;
 pub mod openapi;
 pub mod problem;
-mod tokens;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +50,9 @@ pub struct Inner {
     pub ledger: Arc<dyn Ledger>,
     /// The last readiness verdict and when it was taken (see `health::readyz`).
     pub readiness: tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>,
-    /// The TLS certificate in service, when sasgate serves HTTPS (for its expiry metric).
-    pub tls: Option<Arc<crate::tls::CertificateStore>>,
+    /// When sasgate serves HTTPS: the certificate in service (for its expiry metric) and the
+    /// TLS handshake failure counters.
+    pub tls: Option<crate::tls::TlsState>,
 }
 
 impl std::ops::Deref for AppState {
@@ -146,6 +147,7 @@ fn split() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 pub fn router(state: AppState, timeout: Duration, max_body_bytes: usize) -> Router {
     let (api, document) = split();
     let api = api
+        .merge(crate::web::router(&state))
         .layer(Extension(openapi::Document::new(&document)))
         .fallback(|| async {
             problem::Problem::new(

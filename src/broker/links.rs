@@ -144,6 +144,35 @@ impl Broker {
         })
     }
 
+    /// Creates a broker link for a parsed (or refused) request as [`Broker::create_link`] does
+    /// and, like [`Broker::mint`], records a refusal as a denial (best effort; not a ledger
+    /// failure, which is no refusal). The web pages call this; `POST /v1/links` does the same in
+    /// its handler.
+    pub async fn link(
+        &self,
+        principal: &Principal,
+        request: Result<MintRequest, MintError>,
+        uses: Option<u32>,
+        now: DateTime<Utc>,
+        client_addr: Option<String>,
+    ) -> Result<CreatedLink, MintError> {
+        let (error, req) = match request {
+            Ok(req) => match self
+                .create_link(principal, &req, uses, now, client_addr.clone())
+                .await
+            {
+                Ok(link) => return Ok(link),
+                Err(e) => (e, Some(req)),
+            },
+            Err(e) => (e, None),
+        };
+        if !matches!(error, MintError::Ledger(_)) {
+            self.deny(Some(principal), &error, req.as_ref(), now, client_addr)
+                .await;
+        }
+        Err(error)
+    }
+
     /// Redeems a link code: checks it, mints a SAS of at most 5 minutes, records the redemption
     /// durably, and only then returns the redirect. `Ok(None)`: no such link.
     pub async fn redeem_link(

@@ -14,8 +14,16 @@
 //! Concurrency: within a process a per-container mutex serialises the slow path; across
 //! replicas a 15-second container lease guards each read-modify-write of the container ACL
 //! (Set Container ACL takes no ETag condition), retried while another replica holds it.
+//!
+//! A generation is recorded in the ledger *before* it is written to the container (its number
+//! must be taken first), so the ledger may name one that never reached Azure: the write was cut
+//! off by the request timeout or hung, or another replica's write is still in progress. A token
+//! bound to it would be a 201 that Azure refuses for the whole rotation. So a process binds
+//! tokens only to generations it has seen on the container, written by itself or read back from
+//! the container's ACL under the lease; a recorded generation the container does not hold is
+//! retired (its id is never reused) and the next one is made.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
@@ -52,11 +60,16 @@ pub enum PolicyError {
 /// One async mutex per (account, container).
 type ContainerLocks = HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>;
 
+/// (account, container, policy id).
+type PolicyKey = (String, String, String);
+
 /// The manager: shared by all requests of a process.
 pub struct StoredPolicies {
     /// How long a generation takes new issuances.
     pub rotation: Duration,
     locks: std::sync::Mutex<ContainerLocks>,
+    /// Generations this process has seen on their container (see the module documentation).
+    confirmed: std::sync::Mutex<HashSet<PolicyKey>>,
 }
 
 impl StoredPolicies {
@@ -65,7 +78,47 @@ impl StoredPolicies {
         Self {
             rotation,
             locks: std::sync::Mutex::new(HashMap::new()),
+            confirmed: std::sync::Mutex::new(HashSet::new()),
         }
+    }
+
+    fn key(account: &str, container: &str, policy_id: &str) -> PolicyKey {
+        (
+            account.to_owned(),
+            container.to_owned(),
+            policy_id.to_owned(),
+        )
+    }
+
+    fn is_confirmed(&self, account: &str, container: &str, policy_id: &str) -> bool {
+        let confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        confirmed.contains(&Self::key(account, container, policy_id))
+    }
+
+    /// Records that `policy_id` is on the container (`true`) or may no longer be (`false`).
+    fn set_confirmed(&self, account: &str, container: &str, policy_id: &str, on: bool) {
+        let mut confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+        let key = Self::key(account, container, policy_id);
+        if on {
+            confirmed.insert(key);
+        } else {
+            confirmed.remove(&key);
+        }
+    }
+
+    /// The current generation, if this process has seen it on the container.
+    async fn current_confirmed(
+        &self,
+        ledger: &dyn Ledger,
+        account: &str,
+        container: &str,
+        permissions: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, PolicyError> {
+        Ok(self
+            .current(ledger, account, container, permissions, now)
+            .await?
+            .filter(|id| self.is_confirmed(account, container, id)))
     }
 
     fn lock_for(&self, account: &str, container: &str) -> Arc<tokio::sync::Mutex<()>> {
@@ -77,8 +130,9 @@ impl StoredPolicies {
     }
 
     /// The id of the policy a new token for `permissions` on this container binds to: the
-    /// current generation if it is younger than `rotation`, else a new one (pruning retired
-    /// generations to make room). Fails closed: on any error no policy id is returned.
+    /// current generation if it is younger than `rotation` and on the container, else a new one
+    /// (pruning retired generations to make room). Fails closed: on any error no policy id is
+    /// returned.
     pub async fn acquire(
         &self,
         ledger: &dyn Ledger,
@@ -89,7 +143,7 @@ impl StoredPolicies {
     ) -> Result<String, PolicyError> {
         let account = client.account().to_owned();
         if let Some(id) = self
-            .current(ledger, &account, container.as_str(), permissions, now)
+            .current_confirmed(ledger, &account, container.as_str(), permissions, now)
             .await?
         {
             return Ok(id);
@@ -98,17 +152,22 @@ impl StoredPolicies {
         let _guard = lock.lock().await;
         // Another request may have made it while this one waited.
         if let Some(id) = self
-            .current(ledger, &account, container.as_str(), permissions, now)
+            .current_confirmed(ledger, &account, container.as_str(), permissions, now)
             .await?
         {
             return Ok(id);
         }
         let lease = take_lease(client, container).await?;
-        // Another replica may have made it while this one waited for the lease.
-        let result = match self
+        // Another replica may have made it while this one waited for the lease, or a write of
+        // this process may have been cut off: the container says which.
+        let usable = match self
             .current(ledger, &account, container.as_str(), permissions, now)
             .await
         {
+            Ok(Some(id)) => self.verify(ledger, client, container, id, now).await,
+            other => other,
+        };
+        let result = match usable {
             Ok(Some(id)) => Ok(id),
             Ok(None) => {
                 self.rotate(ledger, client, container, permissions, now, &lease)
@@ -118,6 +177,30 @@ impl StoredPolicies {
         };
         release(client, container, &lease).await;
         result
+    }
+
+    /// Under the lease: `id` (the ledger's current generation) if the container holds it; else
+    /// `None`, after retiring it in the ledger (its write never completed, and its id is never
+    /// used again).
+    async fn verify(
+        &self,
+        ledger: &dyn Ledger,
+        client: &BlobServiceClient,
+        container: &ContainerName,
+        id: String,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>, PolicyError> {
+        let account = client.account().to_owned();
+        let acl = client.get_container_acl(container).await?;
+        if acl.identifiers.iter().any(|si| si.id == id) {
+            self.set_confirmed(&account, container.as_str(), &id, true);
+            return Ok(Some(id));
+        }
+        tracing::warn!(account = %account, container = %container, policy = %id, "the ledger's current stored access policy is not on the container (its write did not complete); retiring it");
+        ledger
+            .remove_policy(&account, container.as_str(), &id, now)
+            .await?;
+        Ok(None)
     }
 
     async fn current(
@@ -181,7 +264,9 @@ impl StoredPolicies {
                 .await;
             return Err(e.into());
         }
+        self.set_confirmed(&account, container.as_str(), &record.policy_id, true);
         for id in retired {
+            self.set_confirmed(&account, container.as_str(), &id, false);
             ledger
                 .remove_policy(&account, container.as_str(), &id, now)
                 .await?;
@@ -200,6 +285,8 @@ impl StoredPolicies {
     ) -> Result<(), PolicyError> {
         let lock = self.lock_for(client.account(), container.as_str());
         let _guard = lock.lock().await;
+        // From now on no new token binds to it without reading the container again.
+        self.set_confirmed(client.account(), container.as_str(), policy_id, false);
         let lease = take_lease(client, container).await?;
         let result = async {
             let mut acl = client.get_container_acl(container).await?;
@@ -226,6 +313,10 @@ impl StoredPolicies {
     ) -> Result<Vec<String>, PolicyError> {
         let lock = self.lock_for(client.account(), container.as_str());
         let _guard = lock.lock().await;
+        {
+            let mut confirmed = self.confirmed.lock().unwrap_or_else(|p| p.into_inner());
+            confirmed.retain(|(a, c, _)| !(a == client.account() && c == container.as_str()));
+        }
         let lease = take_lease(client, container).await?;
         let result = async {
             let acl = client.get_container_acl(container).await?;
