@@ -5,4 +5,6 @@
 pub mod app;
 pub mod azurite;
 pub mod entra;
+pub mod pgcluster;
+pub mod proxy;
 pub mod tmpfs;
