@@ -283,9 +283,15 @@ pub fn find_candidates(line: &str) -> Vec<&str> {
         let end = line[at..].find(stop).map(|j| at + j).unwrap_or(line.len());
         let run = &line[start..end];
         from = end.max(at + 4);
-        let begin = match run.rfind("://") {
+        // A SAS URL's own `://` comes before the `?` of the query that holds this `sig=`. A
+        // `://` anywhere else (after the `sig=`, in a query value, in a bare query string with
+        // no `?`) is not where the SAS begins, and taking it would cut the signature out.
+        let before = &run[..at - start];
+        let scheme = before.rfind('?').and_then(|q| before[..q].rfind("://"));
+        let begin = match scheme {
             Some(s) => after_last(&run[..s], |c| !c.is_ascii_alphabetic()),
-            None => param_start(run),
+            // Only up to this `sig=`: a parameter after it would leave the signature out.
+            None => param_start(&run[..at - start + 4]),
         };
         out.push(&run[begin..]);
     }
@@ -414,6 +420,49 @@ mod tests {
         );
         assert!(find_candidates("no token here").is_empty());
         assert_eq!(find_candidates("日本sig=").len(), 1);
+    }
+
+    /// Found by fuzzing (fuzz/README.md, sas_lint): a `://` after the `sig=` in the same run of
+    /// URL characters made the candidate start at that later URL, so the SAS before it, with its
+    /// signature, was never graded and `sasgate scan` missed it.
+    #[test]
+    fn a_url_after_the_signature_does_not_hide_the_sas() {
+        let url = "https://a.blob.core.windows.net/c/b?sv=2020-12-06&sr=b&sig=abc&next=https://example.org/x";
+        assert_eq!(find_candidates(url), [url]);
+        let bare = "sv=2020-12-06&sr=c&sig=abc&next=https://example.org/x";
+        assert_eq!(find_candidates(bare), [bare]);
+        let bare = "sv=2020-12-06&sr=c&next=https://example.org/x&sig=abc";
+        assert_eq!(find_candidates(bare), [bare]);
+        let in_query = "https://a.blob.core.windows.net/c/b?rscd=https://x/y&sv=2020-12-06&sig=abc";
+        assert_eq!(find_candidates(in_query), [in_query]);
+        let glued = "https://example.org/a?b=1,https://a.blob.core.windows.net/c?sv=1&sig=2";
+        assert_eq!(
+            find_candidates(glued),
+            ["https://a.blob.core.windows.net/c?sv=1&sig=2"]
+        );
+        // The fuzzer's input: SAS URLs glued together; the first `sig=` is followed by a URL.
+        let line = "https://127.0.0.1:10000/devstoreaccount1/mycontainer?se=2025-01-01T01%3A00%3A00Z&sp=rlf&sv=2026-10-06'&sr=c&sig=3jexmZIBfqCaM//4h6w57wnt7Mhttps://127.0.0.1:10000/devstoreaccount1/mycontainer?se=2025-01-01T01%3A00%3A00Z&sp=rlf&sv=2026-10-06'&sr=c&sig=3jexmZIBfqCaM//4h6w57wnt7MtCrkFiovD3pre8C!\0tCrkFiovD3pre8C!\0hI%3D";
+        let found = find_candidates(line);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|c| c.contains("sig=")), "{found:?}");
+        let first = parse(found[0]).unwrap();
+        assert_eq!(first.param("sr"), Some("c"));
+        assert_eq!(first.param("sv"), Some("2026-10-06"));
+    }
+
+    /// Found by fuzzing (fuzz/README.md, sas_lint): a `sig=` inside a path segment, with no query
+    /// before it, made the candidate start at the next parameter after it, leaving the signature
+    /// out; and a SAS URL whose path holds `sig=` lost its URL.
+    #[test]
+    fn a_candidate_always_holds_its_signature() {
+        let line = "https://0X127.0.0.1:11000/devstoreaccount1/mycontainer/a+bsig=BtiUqebOyWWrIWOOqSpxyDM0NtD1si4jWe6&si=policy1&sr=t=BtiUqebOyWWrIWOOqSpxy^()NtD1si4jWeVE%3D";
+        let found = find_candidates(line);
+        assert!(!found.is_empty());
+        assert!(found.iter().all(|c| c.contains("sig=")), "{found:?}");
+        let url = "https://a.blob.core.windows.net/c/a+bsig=x?sv=2020-12-06&sig=abc";
+        assert_eq!(find_candidates(url), [url]);
+        let sas = parse(find_candidates(url)[0]).unwrap();
+        assert_eq!(sas.location().unwrap().blob.as_deref(), Some("a+bsig=x"));
     }
 
     proptest::proptest! {

@@ -108,7 +108,7 @@ pub fn parse(text: &str) -> Result<ParsedSas, ParseError> {
     if text.is_empty() {
         return Err(ParseError::Empty);
     }
-    let (query, location) = if text.contains("://") {
+    let (query, location) = if starts_with_scheme(text) {
         let url = url::Url::parse(text).map_err(|_| ParseError::Url)?;
         let query = url.query().ok_or(ParseError::NoQuery)?.to_owned();
         (query, Some(location_of(&url)?))
@@ -141,6 +141,17 @@ pub fn parse(text: &str) -> Result<ParsedSas, ParseError> {
         kind,
         params,
         location,
+    })
+}
+
+/// True when `text` begins with a URL scheme and `://` (`https://…`). A `://` further on, inside
+/// a query value (`…&sig=…&next=https://…`), leaves a bare query string a query string.
+fn starts_with_scheme(text: &str) -> bool {
+    text.split_once("://").is_some_and(|(scheme, _)| {
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
     })
 }
 
@@ -379,6 +390,24 @@ mod tests {
 
     const DEV_KEY: &str =
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+    /// Found by fuzzing (fuzz/README.md, sas_lint): a bare query string holding an unencoded URL
+    /// in a value was taken for a URL and refused, so `sasgate scan` never graded it.
+    #[test]
+    fn a_bare_query_with_a_url_in_a_value_is_a_query() {
+        let sas = parse("sv=2020-12-06&sr=b&sig=abc&next=https://example.org/x").unwrap();
+        assert!(sas.location().is_none());
+        assert_eq!(sas.param("next"), Some("https://example.org/x"));
+        let url =
+            "https://a.blob.core.windows.net/c/b?sv=2020-12-06&sig=abc&next=https://example.org/x";
+        let sas = parse(url).unwrap();
+        assert_eq!(sas.location().unwrap().blob.as_deref(), Some("b"));
+        assert_eq!(sas.param("next"), Some("https://example.org/x"));
+        assert_eq!(
+            parse("sv=1&sig=2&x=a b://c").unwrap().param("x"),
+            Some("a b://c")
+        );
+    }
 
     #[test]
     fn azurite_account_sas_vector_verifies_and_is_detected() {
