@@ -52,8 +52,8 @@ for target in $targets; do
   log="$scratch/$target.log"
   mkdir -p "$scratch/$target" "fuzz/corpus/$target" "fuzz/artifacts/$target"
   before=$(find "fuzz/artifacts/$target" -type f | wc -l)
-  args=(-max_total_time="$seconds" -timeout=25 -print_final_stats=1
-    -artifact_prefix="fuzz/artifacts/$target/")
+  # cargo-fuzz itself points libFuzzer's artifacts at fuzz/artifacts/<target>/.
+  args=(-max_total_time="$seconds" -timeout=25 -print_final_stats=1)
   dict=$(dict_of "$target")
   [ -n "$dict" ] && args+=(-dict="$dict")
   # The scratch directory comes first: libFuzzer writes new inputs only to the first corpus.
