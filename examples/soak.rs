@@ -3,9 +3,11 @@
 //! shipped; `scripts/soak.sh` starts Azurite and sasgate and runs it:
 //!
 //! ```text
-//! cargo run --release --example soak -- --url http://127.0.0.1:PORT --rate 200 --duration 10m \
-//!     --admin-key sgk_… --researcher-key sgk_… --pid PID [--ledger PATH]
+//! SOAK_ADMIN_KEY=sgk_… SOAK_RESEARCHER_KEY=sgk_… cargo run --release --example soak -- \
+//!     --url http://127.0.0.1:PORT --rate 200 --duration 10m --pid PID [--ledger PATH]
 //! ```
+//!
+//! (`--admin-key`/`--researcher-key` work too, but put the keys in `ps`.)
 //!
 //! Open loop: request `i` is due at `start + i / rate`, whatever happened to the earlier ones,
 //! and its latency counts from when it was due (so a slow server cannot hide behind a client
@@ -23,15 +25,15 @@
 //! without its URL (or link), a 302 without a SAS in `Location`, or a request not sent because
 //! `--max-in-flight` were outstanding.
 //!
-//! Memory: `VmRSS` of `--pid` from `/proc/<pid>/status` at the start, every `--sample-every`
-//! and at the end. **Flat** means both:
+//! Memory: `VmRSS` (and `RssAnon`, `RssFile`, `Threads`) of `--pid` from `/proc/<pid>/status`
+//! at the start, every `--sample-every` and at the end. **Flat** means both:
 //! 1. the least-squares slope of RSS over the second half of the run (the first half is
 //!    warm-up: allocator arenas, connection pools, caches filling) is below `--max-slope-pct`
 //!    (default 1) percent of the RSS at the half-way sample, per minute; and
 //! 2. the RSS at the end is below `--max-growth` (default 1.10) times the half-way sample.
 //!
-//! See `scripts/soak.sh` for why these thresholds catch a real leak and pass the bounded
-//! SQLite page cache.
+//! See `scripts/soak.sh` for why these thresholds catch a real leak, what is bounded, and what
+//! the thread count next to each sample explains when it fails.
 //!
 //! The last line is the figure `scripts/reliability.sh` collects:
 //! `RELIABILITY soak <name> rate=<target>/s achieved=<x>/s requests=<n> errors=<n> p50_ms=<x>

@@ -14,7 +14,7 @@
 #   driver's judgement, examples/soak.rs) and the rate kept.
 # A part that exits non-zero, or prints no RELIABILITY line (a test file not there yet, a build
 # error), fails loudly with a row of its own. Only fuzzing may be skipped: when scripts/fuzz.sh
-# does not exist, or cargo-fuzz (which needs a nightly toolchain) cannot be installed; the
+# does not exist, or cargo-fuzz cannot be installed (scripts/fuzz.sh installs it); the
 # table says so. Exits non-zero if anything failed.
 #
 # --quick (the CI flavour, a few minutes): attacks; faults without --include-ignored (the long
