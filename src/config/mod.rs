@@ -340,78 +340,13 @@ impl Config {
     }
 
     fn figment(file: Option<&Path>, env: &[(String, String)]) -> Result<RawConfig, ConfigErrors> {
-        let mut figment = Figment::from(Serialized::defaults(RawConfig::default()));
-        match file {
-            Some(path) if !path.exists() => {
-                return Err(one(
-                    "config file",
-                    format!(
-                        "{} does not exist; pass an existing file or none",
-                        path.display()
-                    ),
-                ));
-            }
-            Some(path) => figment = figment.merge(Toml::file(path)),
-            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
-        }
-        let mut errors = Vec::new();
-        let mut values: Vec<(String, String)> = Vec::new();
-        // A key set both directly and through a file is ambiguous: refuse it rather than pick.
-        for (name, _) in env {
-            if let Some((base, true)) = name.strip_prefix("SASGATE_").map(split_file_suffix)
-                && env
-                    .iter()
-                    .any(|(n, v)| n == &format!("SASGATE_{base}") && !v.is_empty())
-            {
-                errors.push(ConfigError {
-                    key: name.clone(),
-                    message: format!(
-                        "SASGATE_{base} is set too; set the value or the file, not both"
-                    ),
-                });
-            }
-        }
-        for (name, value) in env {
-            let Some(rest) = name.strip_prefix("SASGATE_") else {
-                continue;
-            };
-            let (rest, from_file) = split_file_suffix(rest);
-            // An empty variable is unset (`docker run -e SASGATE_X=` clears an image default).
-            if value.is_empty() {
-                continue;
-            }
-            let section = rest.split("__").next().unwrap_or("").to_ascii_lowercase();
-            if !SECTIONS.contains(&section.as_str()) {
-                continue;
-            }
-            let value = if from_file {
-                match std::fs::read_to_string(value) {
-                    Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
-                    Err(e) => {
-                        errors.push(ConfigError {
-                            key: name.clone(),
-                            message: format!("cannot read the file it names: {}", e.kind()),
-                        });
-                        continue;
-                    }
-                }
-            } else {
-                value.clone()
-            };
-            values.push((rest.to_owned(), value));
-        }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
-        // Applied in a fixed order (sorted by name) so the result does not depend on the order
-        // of the environment.
-        values.sort();
-        for (key, value) in values {
-            let path = key
-                .split("__")
-                .map(|s| s.to_ascii_lowercase())
-                .collect::<Vec<_>>()
-                .join(".");
+        let figment = Figment::from(Serialized::defaults(RawConfig::default()));
+        let mut figment = merge_file(figment, file)?;
+        let wanted = |key: &str| {
+            let section = key.split("__").next().unwrap_or("").to_ascii_lowercase();
+            SECTIONS.contains(&section.as_str())
+        };
+        for (path, value) in env_layer(env, wanted)? {
             figment = figment.merge(Serialized::default(&path, parse_env_value(&value)));
         }
         figment
@@ -462,73 +397,15 @@ impl ProbeTarget {
     /// As [`ProbeTarget::load`] with an explicit environment, for tests.
     pub fn load_from(file: Option<&Path>, env: &[(String, String)]) -> Result<Self, ConfigErrors> {
         let defaults = RawConfig::default().server;
-        let mut figment = Figment::from(Serialized::defaults(ProbeRaw {
+        let figment = Figment::from(Serialized::defaults(ProbeRaw {
             server: ProbeServer {
                 listen: defaults.listen,
                 tls_cert_file: defaults.tls_cert_file,
             },
         }));
-        match file {
-            Some(path) if !path.exists() => {
-                return Err(one(
-                    "config file",
-                    format!(
-                        "{} does not exist; pass an existing file or none",
-                        path.display()
-                    ),
-                ));
-            }
-            Some(path) => figment = figment.merge(Toml::file(path)),
-            None => figment = figment.merge(Toml::file(DEFAULT_CONFIG_FILE)),
-        }
-        fn probe_key(name: &str) -> Option<(&str, bool)> {
-            name.strip_prefix("SASGATE_")
-                .map(split_file_suffix)
-                .filter(|(key, _)| PROBE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key)))
-        }
-        let mut errors = Vec::new();
-        let mut values: Vec<(String, String)> = Vec::new();
-        for (name, value) in env {
-            let Some((key, from_file)) = probe_key(name) else {
-                continue;
-            };
-            if value.is_empty() {
-                continue;
-            }
-            if from_file
-                && env
-                    .iter()
-                    .any(|(n, v)| n == &format!("SASGATE_{key}") && !v.is_empty())
-            {
-                errors.push(ConfigError {
-                    key: name.clone(),
-                    message: format!(
-                        "SASGATE_{key} is set too; set the value or the file, not both"
-                    ),
-                });
-                continue;
-            }
-            let value = if from_file {
-                match std::fs::read_to_string(value) {
-                    Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
-                    Err(e) => {
-                        errors.push(ConfigError {
-                            key: name.clone(),
-                            message: format!("cannot read the file it names: {}", e.kind()),
-                        });
-                        continue;
-                    }
-                }
-            } else {
-                value.clone()
-            };
-            values.push((key.to_ascii_lowercase().replace("__", "."), value));
-        }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
-        values.sort();
-        for (path, value) in values {
+        let mut figment = merge_file(figment, file)?;
+        let wanted = |key: &str| PROBE_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key));
+        for (path, value) in env_layer(env, wanted)? {
             figment = figment.merge(Serialized::default(&path, value));
         }
         let raw = figment
@@ -548,6 +425,73 @@ impl ProbeTarget {
                 .is_some_and(|p| !p.as_os_str().is_empty()),
         })
     }
+}
+
+/// The file layer: `file`, or the default file when none is named (absent is fine then).
+fn merge_file(figment: Figment, file: Option<&Path>) -> Result<Figment, ConfigErrors> {
+    match file {
+        Some(path) if !path.exists() => Err(one(
+            "config file",
+            format!(
+                "{} does not exist; pass an existing file or none",
+                path.display()
+            ),
+        )),
+        Some(path) => Ok(figment.merge(Toml::file(path))),
+        None => Ok(figment.merge(Toml::file(DEFAULT_CONFIG_FILE))),
+    }
+}
+
+/// The `SASGATE_…` layer for the keys `wanted` accepts (the variable's name without `SASGATE_`
+/// and `_FILE`): `(dotted.key.path, value)` pairs sorted by path, so the result does not depend
+/// on the order of the environment. `…_FILE` variables are read from their file; an empty
+/// variable is unset (`docker run -e SASGATE_X=` clears an image default); a key set both
+/// directly and through a file is ambiguous and refused rather than picked.
+fn env_layer(
+    env: &[(String, String)],
+    wanted: impl Fn(&str) -> bool,
+) -> Result<Vec<(String, String)>, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut values = Vec::new();
+    for (name, value) in env {
+        let Some((key, from_file)) = name.strip_prefix("SASGATE_").map(split_file_suffix) else {
+            continue;
+        };
+        if value.is_empty() || !wanted(key) {
+            continue;
+        }
+        if from_file
+            && env
+                .iter()
+                .any(|(n, v)| n == &format!("SASGATE_{key}") && !v.is_empty())
+        {
+            errors.push(ConfigError {
+                key: name.clone(),
+                message: format!("SASGATE_{key} is set too; set the value or the file, not both"),
+            });
+            continue;
+        }
+        let value = if from_file {
+            match std::fs::read_to_string(value) {
+                Ok(v) => v.trim_end_matches(['\n', '\r']).to_owned(),
+                Err(e) => {
+                    errors.push(ConfigError {
+                        key: name.clone(),
+                        message: format!("cannot read the file it names: {}", e.kind()),
+                    });
+                    continue;
+                }
+            }
+        } else {
+            value.clone()
+        };
+        values.push((key.to_ascii_lowercase().replace("__", "."), value));
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    values.sort();
+    Ok(values)
 }
 
 /// Environment values are strings; booleans and integers are recognised so that
