@@ -684,9 +684,9 @@ async fn soak(args: Args) -> Result<bool, String> {
         last as f64 / first.max(1) as f64,
         verdict
     );
-    // Not part of the verdict, but what to look at when it fails: tokio's blocking pool (every
-    // ledger read runs on it) grows when requests pile up and each thread keeps its own
-    // allocator heap, so RSS steps with the thread count; a leak instead climbs between steps.
+    // Not part of the verdict, but what to look at when it fails: a thread added under load
+    // (tokio's blocking pool grows when blocking work piles up) keeps its own allocator heap, so
+    // RSS steps with the thread count; a leak instead climbs between steps.
     let threads_max = samples.iter().map(|s| s.threads).max().unwrap_or(0);
     let since_last_change = samples
         .windows(2)

@@ -9,8 +9,15 @@
 //! heals without a restart. Denials go through the same thread at low priority, from their own
 //! bounded queue, and are dropped when that queue is full.
 //!
-//! Reads use separate read-only connections (a small pool, each call on the blocking pool), so
-//! they never wait behind the writer: WAL readers see the last committed state.
+//! Reads use separate read-only connections, so they never wait behind the writer: WAL readers
+//! see the last committed state. They run on a fixed set of `MAX_READERS` reader threads, each
+//! with its own connection, started with the ledger and fed from one bounded queue; a read waits
+//! there (asynchronously, holding no thread) for a free reader, and is refused at once
+//! (`Unavailable`, a 503) when `MAX_QUEUED_READS` are already waiting, which only a stuck disk
+//! causes: requests then fail fast rather than pile up. A fixed set keeps memory flat
+//! under load: when reads ran on tokio's blocking pool, a burst added threads and connections
+//! (SQLite's page cache, the allocator's per-thread heap) that then stayed, and RSS stepped up
+//! with every burst (the soak in `scripts/soak.sh` showed it).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -113,8 +120,14 @@ const MIGRATIONS: &[Migration] = &[
 /// How long a connection waits for a lock held by another connection (another process, a
 /// checkpoint) before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// Idle read connections kept for reuse.
-const MAX_IDLE_READERS: usize = 8;
+/// Reader threads, each with one read connection: the reads that run at once. A list page or
+/// a lookup takes a millisecond or two, so four keep a few cores busy while the writer commits;
+/// more reads wait their turn in the queue, and a request that waits too long times out
+/// (`server.request_timeout`) like any other.
+const MAX_READERS: usize = 4;
+/// Reads that may wait for a reader. At a millisecond or two a read, a full queue is a backlog
+/// of seconds: the readers are stuck, and a new read is refused rather than queued.
+const MAX_QUEUED_READS: usize = 1024;
 /// Denials written per transaction; the writer looks at the append queue between chunks.
 const DENIAL_CHUNK: usize = 512;
 /// Append groups committed back to back before queued denials get a turn anyway.
@@ -176,13 +189,24 @@ fn unavailable(context: &str, e: impl std::fmt::Display) -> LedgerError {
     LedgerError::Unavailable(format!("{context}: {e}"))
 }
 
+/// What a connection is for: its pragmas and the size of its page cache.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// The group-commit writer (and the one connection of a memory ledger).
+    Writer,
+    /// The connection of the rarer writes: revocations, links, stored policies (`sqlite_admin`).
+    Admin,
+    /// A reader thread's read-only connection.
+    Reader,
+}
+
 /// Sets the per-connection pragmas every connection needs.
-fn configure(conn: &Connection, writer: bool) -> Result<(), LedgerError> {
+fn configure(conn: &Connection, role: Role) -> Result<(), LedgerError> {
     let fail = |e: rusqlite::Error| unavailable("cannot configure a ledger connection", e);
     conn.busy_timeout(BUSY_TIMEOUT).map_err(fail)?;
     conn.pragma_update(None, "foreign_keys", "ON")
         .map_err(fail)?;
-    if writer {
+    if role != Role::Reader {
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(fail)?;
@@ -197,9 +221,22 @@ fn configure(conn: &Connection, writer: bool) -> Result<(), LedgerError> {
         // Keep the WAL from staying huge after a burst once it has been checkpointed.
         conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
             .map_err(fail)?;
-        conn.pragma_update(None, "cache_size", -65536)
-            .map_err(fail)?;
     }
+    // Page cache per connection, in KiB (negative): what SQLite keeps of the file in memory. The
+    // writer appends (the chain, the issuance rows, the time-ordered indexes) and inserts at
+    // random only into the small digest indexes (signature, link code), so 8 MiB holds its
+    // working set; a larger cache only fills with appended pages it never reads again, and RSS
+    // climbed with the ledger until the cap (64 MiB once: +1.2 MiB a minute at 200 requests/s
+    // in the soak). A miss costs a read from the OS page cache, nothing next to the fsync of
+    // every commit. The admin connection and each reader keep SQLite's default 2 MiB. So the
+    // ledger's page caches stay under 8 + 2 + 4 × 2 = 18 MiB (MAX_READERS readers) whatever
+    // the ledger's size.
+    let cache_kib: i64 = match role {
+        Role::Writer => 8 * 1024,
+        Role::Admin | Role::Reader => 2 * 1024,
+    };
+    conn.pragma_update(None, "cache_size", -cache_kib)
+        .map_err(fail)?;
     Ok(())
 }
 
@@ -210,7 +247,7 @@ fn open_writer(path: &Path, create: bool) -> Result<Connection, LedgerError> {
     }
     let mut conn = Connection::open_with_flags(path, flags)
         .map_err(|e| unavailable(&format!("cannot open {}", path.display()), e))?;
-    configure(&conn, true)?;
+    configure(&conn, Role::Writer)?;
     migrate(&mut conn)?;
     Ok(conn)
 }
@@ -244,7 +281,7 @@ fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| unavailable(&format!("cannot open {} for reading", path.display()), e))?;
-    configure(&conn, false)?;
+    configure(&conn, Role::Reader)?;
     Ok(conn)
 }
 
@@ -585,50 +622,107 @@ fn list_query(
     (sql, params)
 }
 
-/// Read connections: a pool of read-only connections for a file, the one shared connection in
-/// memory.
+/// A read run on a reader thread, with that thread's connection.
+type ReadJob = Box<dyn FnOnce(&mut ReaderConn) + Send>;
+
+/// Where reads run: a fixed set of reader threads for a file, the one shared connection in
+/// memory (tests only; reads then run on tokio's blocking pool).
 enum Readers {
     File {
-        path: PathBuf,
-        idle: Mutex<Vec<(Connection, FileIdentity)>>,
+        /// Closed (set to `None`) on drop, which ends the threads once the queue is empty.
+        jobs: Mutex<Option<SyncSender<ReadJob>>>,
+        threads: Mutex<Vec<JoinHandle<()>>>,
     },
     Memory(Arc<Mutex<Connection>>),
 }
 
 impl Readers {
+    /// Starts [`MAX_READERS`] reader threads for the ledger at `path`. Each opens its read-only
+    /// connection on its first read and keeps it; they take reads from one queue.
+    fn start(path: &Path) -> Result<Self, LedgerError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ReadJob>(MAX_QUEUED_READS);
+        let rx = Arc::new(Mutex::new(rx));
+        let mut threads = Vec::with_capacity(MAX_READERS);
+        for n in 0..MAX_READERS {
+            let rx = rx.clone();
+            let mut conn = ReaderConn {
+                path: path.to_path_buf(),
+                open: None,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("sasgate-ledger-reader-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job, never while
+                        // running one.
+                        let job = lock(&rx).recv();
+                        let Ok(job) = job else { break };
+                        // A read that panics loses its connection, not the thread: its caller
+                        // sees its answer dropped (503), and the next read opens afresh.
+                        let run = std::panic::AssertUnwindSafe(|| job(&mut conn));
+                        if std::panic::catch_unwind(run).is_err() {
+                            tracing::error!(
+                                reader = n,
+                                "a ledger read panicked; its connection is closed"
+                            );
+                            conn.open = None;
+                        }
+                    }
+                })
+                .map_err(|e| unavailable("cannot start a ledger reader", e))?;
+            threads.push(thread);
+        }
+        Ok(Readers::File {
+            jobs: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Closes the queue and waits for the reader threads to finish the reads they hold.
+    fn close(&self) {
+        if let Readers::File { jobs, threads } = self {
+            lock(jobs).take();
+            for thread in std::mem::take(&mut *lock(threads)) {
+                if thread.join().is_err() {
+                    tracing::error!("a ledger reader thread panicked");
+                }
+            }
+        }
+    }
+}
+
+/// A reader thread's connection, opened when first needed and again whenever the file at
+/// `path` is no longer the one it has open (moved, replaced, restored) or a read failed.
+struct ReaderConn {
+    path: PathBuf,
+    open: Option<(Connection, FileIdentity)>,
+}
+
+impl ReaderConn {
     fn with<R>(
-        &self,
+        &mut self,
         f: impl FnOnce(&Connection) -> Result<R, LedgerError>,
     ) -> Result<R, LedgerError> {
-        match self {
-            Readers::File { path, idle } => {
-                let current = file_identity(path);
-                let pooled = lock(idle)
-                    .pop()
-                    .filter(|(_, identity)| Some(*identity) == current);
-                let (conn, identity) = match pooled {
-                    Some(pooled) => pooled,
-                    None => {
-                        let conn = open_reader(path)?;
-                        let identity = file_identity(path).ok_or_else(|| {
-                            LedgerError::Unavailable("the ledger file is missing".into())
-                        })?;
-                        (conn, identity)
-                    }
-                };
-                let result = f(&conn);
-                // A connection that failed may be broken (I/O error): let it go. One open on a
-                // file no longer at `path` is dropped when next taken.
-                if matches!(result, Ok(_) | Err(LedgerError::InvalidCursor)) {
-                    let mut idle = lock(idle);
-                    if idle.len() < MAX_IDLE_READERS {
-                        idle.push((conn, identity));
-                    }
-                }
-                result
+        let current = file_identity(&self.path);
+        let (conn, identity) = match self
+            .open
+            .take()
+            .filter(|(_, identity)| Some(*identity) == current)
+        {
+            Some(open) => open,
+            None => {
+                let conn = open_reader(&self.path)?;
+                let identity = file_identity(&self.path)
+                    .ok_or_else(|| LedgerError::Unavailable("the ledger file is missing".into()))?;
+                (conn, identity)
             }
-            Readers::Memory(conn) => f(&lock(conn)),
+        };
+        let result = f(&conn);
+        // A connection that failed may be broken (I/O error): let it go.
+        if matches!(result, Ok(_) | Err(LedgerError::InvalidCursor)) {
+            self.open = Some((conn, identity));
         }
+        result
     }
 }
 
@@ -1043,7 +1137,7 @@ impl SqliteLedger {
             Location::Memory => {
                 let mut conn = Connection::open_in_memory()
                     .map_err(|e| unavailable("cannot open memory ledger", e))?;
-                configure(&conn, true)?;
+                configure(&conn, Role::Writer)?;
                 migrate(&mut conn)?;
                 let shared = Arc::new(Mutex::new(conn));
                 (WriteConn::Memory(shared.clone()), Readers::Memory(shared))
@@ -1065,10 +1159,7 @@ impl SqliteLedger {
                         path.display()
                     ))
                 })?;
-                let readers = Readers::File {
-                    path: path.clone(),
-                    idle: Mutex::new(Vec::new()),
-                };
+                let readers = Readers::start(&path)?;
                 (
                     WriteConn::File {
                         path,
@@ -1129,16 +1220,45 @@ impl SqliteLedger {
         &self,
         f: impl FnOnce(&Connection) -> Result<R, LedgerError> + Send + 'static,
     ) -> Result<R, LedgerError> {
-        let readers = self.readers.clone();
-        tokio::task::spawn_blocking(move || readers.with(f))
-            .await
-            .map_err(|e| unavailable("ledger read task failed", e))?
+        match &*self.readers {
+            Readers::File { jobs, .. } => {
+                let (tx, rx) = oneshot::channel();
+                let job: ReadJob = Box::new(move |conn: &mut ReaderConn| {
+                    // A caller that gave up (its request timed out) is not read for.
+                    if !tx.is_closed() {
+                        let _ = tx.send(conn.with(f));
+                    }
+                });
+                let sent = lock(jobs).as_ref().map(|jobs| jobs.try_send(job));
+                match sent {
+                    Some(Ok(())) => {}
+                    Some(Err(TrySendError::Full(_))) => {
+                        return Err(LedgerError::Unavailable(format!(
+                            "{MAX_QUEUED_READS} ledger reads are already waiting (the ledger's disk is slow or stuck)"
+                        )));
+                    }
+                    Some(Err(TrySendError::Disconnected(_))) | None => {
+                        return Err(LedgerError::Unavailable("ledger reads have stopped".into()));
+                    }
+                }
+                rx.await
+                    .map_err(|_| LedgerError::Unavailable("a ledger read failed".into()))?
+            }
+            Readers::Memory(conn) => {
+                let conn = conn.clone();
+                tokio::task::spawn_blocking(move || f(&lock(&conn)))
+                    .await
+                    .map_err(|e| unavailable("ledger read task failed", e))?
+            }
+        }
     }
 }
 
 impl Drop for SqliteLedger {
     fn drop(&mut self) {
-        // Closing the queue stops the writer once it has answered what it holds.
+        // Closing the queues stops the readers and the writer once they have answered what
+        // they hold.
+        self.readers.close();
         self.tx = None;
         if let Some(handle) = self.writer.take()
             && handle.join().is_err()
@@ -1558,6 +1678,85 @@ mod tests {
         }
         // Non-ASCII text of the right byte length is refused, not split inside a character.
         assert_eq!(sha256_from_hex(&"é".repeat(32)), None);
+    }
+
+    /// Reads beyond the reader threads wait their turn and all answer; a read that panics costs
+    /// its caller an error, not a reader; dropping the ledger ends the reader threads.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reader_threads_queue_reads_survive_a_panic_and_stop_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let url = path.to_str().unwrap().to_owned();
+        let ledger =
+            tokio::task::spawn_blocking(move || SqliteLedger::open(&url, SqliteOptions::default()))
+                .await
+                .unwrap()
+                .unwrap();
+        let t = Utc::now();
+        let record = super::super::conformance::sample_record("user:a", "acct", t).unwrap();
+        let id = record.id.clone();
+        ledger.append(record).await.unwrap();
+        let ledger = Arc::new(ledger);
+
+        let panicked = ledger
+            .read(|_conn: &Connection| -> Result<(), LedgerError> { panic!("a read that panics") })
+            .await;
+        assert!(
+            matches!(panicked, Err(LedgerError::Unavailable(_))),
+            "{panicked:?}"
+        );
+
+        // Every reader busy at once (each of the first MAX_READERS reads waits until all of them
+        // have started, with a deadline), and as many again queued.
+        let started = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut reads = tokio::task::JoinSet::new();
+        for n in 0..2 * MAX_READERS {
+            let (ledger, started, id) = (ledger.clone(), started.clone(), id.clone());
+            reads.spawn(async move {
+                ledger
+                    .read(move |conn: &Connection| {
+                        let mut met = true;
+                        if n < MAX_READERS {
+                            started.fetch_add(1, Ordering::SeqCst);
+                            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                            while started.load(Ordering::SeqCst) < MAX_READERS {
+                                if std::time::Instant::now() > deadline {
+                                    met = false;
+                                    break;
+                                }
+                                std::thread::sleep(Duration::from_millis(1));
+                            }
+                        }
+                        let found: i64 = conn
+                            .query_row("SELECT count(*) FROM issuances WHERE id = ?1", [&id], |r| {
+                                r.get(0)
+                            })
+                            .map_err(|e| unavailable("count", e))?;
+                        Ok((met, found, std::thread::current().name().map(str::to_owned)))
+                    })
+                    .await
+            });
+        }
+        let mut threads = std::collections::BTreeSet::new();
+        while let Some(read) = reads.join_next().await {
+            let (met, found, thread) = read.unwrap().unwrap();
+            assert!(met, "fewer than {MAX_READERS} reads ran at once");
+            assert_eq!(found, 1);
+            threads.insert(thread.unwrap());
+        }
+        assert_eq!(threads.len(), MAX_READERS, "the reads ran on {threads:?}");
+        assert!(
+            threads
+                .iter()
+                .all(|t| t.starts_with("sasgate-ledger-reader-"))
+        );
+
+        let ledger = Arc::into_inner(ledger).unwrap();
+        let dropped = tokio::task::spawn_blocking(move || drop(ledger));
+        tokio::time::timeout(Duration::from_secs(10), dropped)
+            .await
+            .expect("the ledger's threads did not stop within 10 s")
+            .unwrap();
     }
 
     #[test]

@@ -6,13 +6,13 @@
 //! (tests only) cannot open a second connection and answers `Unavailable`.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    ISSUANCE_COLUMNS, chain_append, configure, from_ns, hex_lower, issuance_from_row,
+    ISSUANCE_COLUMNS, Role, chain_append, configure, from_ns, hex_lower, issuance_from_row,
     sha256_from_hex, unavailable,
 };
 use crate::ledger::chain::Event;
@@ -25,7 +25,10 @@ use crate::ledger::{
 /// The connection for these operations, opened on first use.
 pub(super) struct Admin {
     path: Option<PathBuf>,
-    conn: Mutex<Option<Connection>>,
+    /// An async lock, taken before going to the blocking pool: these operations run one at a
+    /// time, and those waiting for their turn hold no thread (a burst of link redemptions or
+    /// stored-policy mints once parked a blocking thread each, and RSS stepped up with them).
+    conn: Arc<tokio::sync::Mutex<Option<Connection>>>,
 }
 
 fn db(e: rusqlite::Error) -> LedgerError {
@@ -36,19 +39,19 @@ impl Admin {
     pub(super) fn new(path: Option<PathBuf>) -> Self {
         Self {
             path,
-            conn: Mutex::new(None),
+            conn: Arc::new(tokio::sync::Mutex::new(None)),
         }
     }
 
     /// Runs `f` in one immediate transaction on this connection, off the async runtime. Any
     /// error rolls the whole transaction back and drops the connection (reopened next time).
     pub(super) async fn write<R: Send + 'static>(
-        self: &std::sync::Arc<Self>,
+        self: &Arc<Self>,
         f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<R, LedgerError> + Send + 'static,
     ) -> Result<R, LedgerError> {
         let me = self.clone();
+        let mut guard = self.conn.clone().lock_owned().await;
         tokio::task::spawn_blocking(move || {
-            let mut guard = me.conn.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
                 let path = me.path.as_ref().ok_or_else(|| {
                     LedgerError::Unavailable("a memory ledger keeps no revocations".into())
@@ -58,7 +61,7 @@ impl Admin {
                     OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )
                 .map_err(|e| unavailable("cannot open the ledger", e))?;
-                configure(&conn, true)?;
+                configure(&conn, Role::Admin)?;
                 *guard = Some(conn);
             }
             let result = (|| {
