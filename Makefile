@@ -1,5 +1,5 @@
 # sasgate developer entry points. `make test` is the one test command (README.md, .ci/run).
-.PHONY: test deps bench run release schemathesis lint-image
+.PHONY: test deps bench run release schemathesis lint-image reliability-quick
 
 # Azurite (the storage emulator the integration tests run against) is pinned in package-lock.json.
 node_modules/.package-lock.json: package.json package-lock.json
@@ -11,7 +11,7 @@ test: deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets --locked -- -D warnings
 	cargo test --locked
-	$(MAKE) --no-print-directory lint-image schemathesis
+	$(MAKE) --no-print-directory lint-image schemathesis reliability-quick
 
 # hadolint on the Dockerfile (pinned in scripts/python-tools.txt), and a check that its build
 # stage runs `make release`.
@@ -26,6 +26,12 @@ schemathesis: deps release
 # builds it too (schemathesis runs against it), so the image holds what CI checked.
 release:
 	cargo build --release --locked --bin sasgate
+
+# The quick parts of scripts/reliability.sh (issue 9): the attack and fault suites' figures
+# and a 30-second soak of the release binary, in one table. The full run (fuzzing, the slow
+# fault scenarios, a ten-minute soak) is `scripts/reliability.sh` without --quick.
+reliability-quick: deps release
+	scripts/reliability.sh --quick
 
 bench:
 	cargo bench --bench sign

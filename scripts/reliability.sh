@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reliability figures (issue 9 items 2-5), in one table. Runs, in order:
-#   1. attacks: cargo test --release --locked --test attacks -- --nocapture
+#   1. attacks: cargo test --release --locked --test attacks -- --nocapture (no --release
+#      with --quick, below)
 #      (one line per suite: RELIABILITY attacks <suite> attempts=<n> accepted=<m>)
 #   2. faults:  cargo test --release --locked --test faults -- --nocapture --include-ignored
 #      (RELIABILITY faults <scenario> requests= issued= refused_503= unrecorded= recovery_ms=)
@@ -17,9 +18,12 @@
 # does not exist, or cargo-fuzz cannot be installed (scripts/fuzz.sh installs it); the
 # table says so. Exits non-zero if anything failed.
 #
-# --quick (the CI flavour, a few minutes): attacks; faults without --include-ignored (the long
-# scenarios stay out); no fuzzing; a 30-second soak at 50 requests/s that checks every answer
-# but does not judge RSS (30 s is all warm-up). SOAK_DURATION/SOAK_RATE still override.
+# --quick (the CI flavour, the last step of `make test`; one minute once built, plus a release
+# build of the soak driver the first time): attacks and faults in the test build `cargo test`
+# made (they are not compiled again, only run again for their figures), faults without
+# --include-ignored (the long scenarios stay out); no fuzzing; a
+# 30-second soak at 50 requests/s that checks every answer but does not judge RSS (30 s is all
+# warm-up). SOAK_DURATION/SOAK_RATE still override.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -96,9 +100,13 @@ soak_rule() {
 
 make --no-print-directory deps >/dev/null
 
+# The full run measures the release build; --quick reuses the test build of `cargo test`.
+profile=(--release)
+[ "$quick" = 1 ] && profile=()
+
 # 1. Attacks.
 if [ -f tests/attacks.rs ]; then
-  run_part attacks cargo test --release --locked --test attacks -- --nocapture
+  run_part attacks cargo test ${profile[@]+"${profile[@]}"} --locked --test attacks -- --nocapture
   collect attacks attacks attacks_rule
 else
   row attacks "-" "tests/attacks.rs does not exist" "FAIL"
@@ -107,9 +115,9 @@ fi
 # 2. Faults.
 if [ -f tests/faults.rs ]; then
   if [ "$quick" = 1 ]; then
-    run_part faults cargo test --release --locked --test faults -- --nocapture
+    run_part faults cargo test ${profile[@]+"${profile[@]}"} --locked --test faults -- --nocapture
   else
-    run_part faults cargo test --release --locked --test faults -- --nocapture --include-ignored
+    run_part faults cargo test ${profile[@]+"${profile[@]}"} --locked --test faults -- --nocapture --include-ignored
   fi
   collect faults faults faults_rule
 else
