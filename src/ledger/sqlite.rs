@@ -1759,6 +1759,68 @@ mod tests {
             .unwrap();
     }
 
+    /// When every reader is stuck and MAX_QUEUED_READS reads wait, the next read is refused at
+    /// once (503) instead of queueing; once the readers are free, reads work again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_read_queue_refuses_at_once_then_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = dir.path().join("ledger.db").to_str().unwrap().to_owned();
+        let ledger =
+            tokio::task::spawn_blocking(move || SqliteLedger::open(&url, SqliteOptions::default()))
+                .await
+                .unwrap()
+                .unwrap();
+        let ledger = Arc::new(ledger);
+        // Every reader held until `release` is set (or 30 s pass, so a failure cannot hang).
+        let release = Arc::new(AtomicBool::new(false));
+        let busy = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut held = tokio::task::JoinSet::new();
+        for _ in 0..MAX_READERS {
+            let (ledger, release, busy) = (ledger.clone(), release.clone(), busy.clone());
+            held.spawn(async move {
+                ledger
+                    .read(move |_conn: &Connection| {
+                        busy.fetch_add(1, Ordering::SeqCst);
+                        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                        while !release.load(Ordering::SeqCst)
+                            && std::time::Instant::now() < deadline
+                        {
+                            std::thread::sleep(Duration::from_millis(1));
+                        }
+                        Ok(())
+                    })
+                    .await
+            });
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while busy.load(Ordering::SeqCst) < MAX_READERS && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(busy.load(Ordering::SeqCst), MAX_READERS);
+
+        // Fill the queue: polled once, each read enqueues its job and is pending; its caller then
+        // goes away (the future is dropped), and the job keeps its place until a reader skips it.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for _ in 0..MAX_QUEUED_READS {
+            let mut read = std::pin::pin!(ledger.read(|_conn: &Connection| Ok(())));
+            assert!(read.as_mut().poll(&mut cx).is_pending());
+        }
+        let mut read = std::pin::pin!(ledger.read(|_conn: &Connection| Ok(())));
+        match read.as_mut().poll(&mut cx) {
+            std::task::Poll::Ready(Err(LedgerError::Unavailable(m))) => {
+                assert!(m.contains("already waiting"), "{m}");
+            }
+            std::task::Poll::Ready(other) => panic!("refused for another reason: {other:?}"),
+            std::task::Poll::Pending => panic!("a read beyond the queue was queued"),
+        }
+
+        release.store(true, Ordering::SeqCst);
+        while let Some(read) = held.join_next().await {
+            read.unwrap().unwrap();
+        }
+        ledger.read(|_conn: &Connection| Ok(())).await.unwrap();
+    }
+
     #[test]
     fn records_with_unstorable_fields_fail_alone() {
         let mut conn = Connection::open_in_memory().unwrap();
