@@ -59,6 +59,22 @@ azurite_start() {
   fi
 }
 
+# stop_and_show STATUS WORK PID...: stops (and reaps) each PID that is set; when STATUS is not 0,
+# shows the end of WORK/sasgate.log, so that a failed run says why. For a script's EXIT trap.
+stop_and_show() {
+  local status=$1 work=$2 pid
+  shift 2
+  for pid in "$@"; do
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+  done
+  if [ "$status" -ne 0 ] && [ -f "$work/sasgate.log" ]; then
+    echo "--- the last lines of sasgate's log ---" >&2
+    tail -n 40 "$work/sasgate.log" >&2
+  fi
+  return 0
+}
+
 # pytools: the Python tools pinned in scripts/python-tools.txt (schemathesis, hadolint), exactly as
 # pinned (hashes, no dependency resolution), in a venv at $PYTOOLS; reinstalled when the pins
 # change. PYTHON picks the interpreter (default python3.11, which the pins are resolved for).

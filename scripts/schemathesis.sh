@@ -27,14 +27,9 @@ schemathesis_pid=
 cleanup() {
   local status=$?
   set +e
-  for pid in $schemathesis_pid $sasgate_pid ${azurite_pid:-}; do
-    kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  if [ "$status" -ne 0 ] && [ -f "$work/sasgate.log" ]; then
-    echo "--- the last lines of sasgate's log ---" >&2
-    tail -n 40 "$work/sasgate.log" >&2
-  fi
+  # Unquoted: the unset ones vanish.
+  # shellcheck disable=SC2086
+  stop_and_show "$status" "$work" $schemathesis_pid $sasgate_pid ${azurite_pid:-}
   rm -rf "$work"
   exit "$status"
 }

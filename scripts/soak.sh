@@ -52,14 +52,9 @@ driver_pid=
 cleanup() {
   local status=$?
   set +e
-  for pid in $driver_pid $sasgate_pid ${azurite_pid:-}; do
-    kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-  done
-  if [ "$status" -ne 0 ] && [ -f "$work/sasgate.log" ]; then
-    echo "--- the last lines of sasgate's log ---" >&2
-    tail -n 40 "$work/sasgate.log" >&2
-  fi
+  # Unquoted: the unset ones vanish.
+  # shellcheck disable=SC2086
+  stop_and_show "$status" "$work" $driver_pid $sasgate_pid ${azurite_pid:-}
   if [ "${SOAK_KEEP:-0}" = 1 ]; then
     echo "kept $work" >&2
   else

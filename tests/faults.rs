@@ -36,8 +36,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::app::{TestApp, serve, spawn_app_with, write_setup_in};
-use common::azurite::{Azurite, KEY, Tls};
+use common::app::{TestApp, serve, spawn_app_with, write_setup_at};
+use common::azurite::{Azurite, Tls};
 use common::pgcluster::{PgCluster, StopMode};
 use common::proxy::{Mode, Proxy};
 use common::tmpfs::Tmpfs;
@@ -457,6 +457,29 @@ async fn assert_chain_intact(ledger: &dyn Ledger) {
     );
 }
 
+/// The verdict of a SQLite ledger fault (disk full, read-only volume): every answer checked, the
+/// figures line printed with every token's record required, the fault felt (some
+/// `ledger_unavailable`), and the chain intact after it.
+async fn sqlite_fault_verdict(scenario: &str, app: &TestApp, tally: &Tally, recovery: Duration) {
+    check_tally(scenario, tally);
+    report(
+        scenario,
+        app.ledger.as_ref(),
+        Mark::ZERO,
+        Mark::of(tally),
+        &tally.issued,
+        0,
+        recovery,
+    )
+    .await;
+    assert!(
+        tally.refused.get("ledger_unavailable") > Some(&0),
+        "{:?}",
+        tally.refused
+    );
+    assert_chain_intact(app.ledger.as_ref()).await;
+}
+
 /// A body for alice's model rule (expiry only: no Azure call), a distinct blob each time so
 /// that every token is distinct.
 fn model_body(client: usize, seq: u64) -> Value {
@@ -498,23 +521,7 @@ async fn sqlite_disk_full_mid_load_refuses_with_503_and_no_token_then_heals_with
     .await;
     let tally = load.finish().await;
     eprintln!("disk full: the filler took {filled} bytes");
-    check_tally("sqlite_disk_full", &tally);
-    report(
-        "sqlite_disk_full",
-        app.ledger.as_ref(),
-        Mark::ZERO,
-        Mark::of(&tally),
-        &tally.issued,
-        0,
-        recovery,
-    )
-    .await;
-    assert!(
-        tally.refused.get("ledger_unavailable") > Some(&0),
-        "{:?}",
-        tally.refused
-    );
-    assert_chain_intact(app.ledger.as_ref()).await;
+    sqlite_fault_verdict("sqlite_disk_full", &app, &tally, recovery).await;
     // The files on the tmpfs are closed before it is unmounted.
     app.stop().await;
     drop(disk);
@@ -763,23 +770,7 @@ async fn sqlite_read_only_volume_mid_load_refuses_with_503_and_no_token_then_hea
     })
     .await;
     let tally = load.finish().await;
-    check_tally("sqlite_read_only", &tally);
-    report(
-        "sqlite_read_only",
-        app.ledger.as_ref(),
-        Mark::ZERO,
-        Mark::of(&tally),
-        &tally.issued,
-        0,
-        recovery,
-    )
-    .await;
-    assert!(
-        tally.refused.get("ledger_unavailable") > Some(&0),
-        "{:?}",
-        tally.refused
-    );
-    assert_chain_intact(app.ledger.as_ref()).await;
+    sqlite_fault_verdict("sqlite_read_only", &app, &tally, recovery).await;
     app.stop().await;
     drop(volume);
 }
@@ -913,27 +904,10 @@ async fn app_behind_proxy(containers: usize, env: &[(&str, &str)]) -> (TestApp, 
         began.elapsed()
     );
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], azurite.port()))).await;
-    let dir = tempfile::Builder::new()
-        .prefix("sasgate-app-")
-        .tempdir()
-        .unwrap();
-    let key_file = dir.path().join("account.key");
-    std::fs::write(&key_file, KEY).unwrap();
-    let accounts = format!(
-        r#"[[accounts]]
-name = "devstoreaccount1"
-blob_endpoint = "https://127.0.0.1:{port}/devstoreaccount1"
-key_file = "{key_file}"
-ca_file = "{ca}"
-"#,
-        port = proxy.port(),
-        key_file = key_file.display(),
-        ca = azurite.ca_pem_path().unwrap().display(),
-    );
-    let setup = write_setup_in(
-        dir,
+    let setup = write_setup_at(
+        &format!("https://127.0.0.1:{}/devstoreaccount1", proxy.port()),
+        &azurite,
         None,
-        &accounts,
         Some(&[("faults.toml", REVOCABLE_POLICY)]),
     );
     let app = serve(Arc::new(azurite), setup, env).await;

@@ -51,6 +51,17 @@ pub struct Setup {
 /// Writes config, policy and key files for an app in front of `azurite`, with the ledger at
 /// `ledger_path` (default `<dir>/ledger.db`).
 pub fn write_setup(azurite: &Azurite, ledger_path: Option<&Path>) -> Setup {
+    write_setup_at(azurite.endpoint().as_str(), azurite, ledger_path, None)
+}
+
+/// [`write_setup`] with the account's blob endpoint at `endpoint` (e.g. a proxy in front of
+/// `azurite`, whose CA it trusts) and, if given, these policy files instead of `policy/`.
+pub fn write_setup_at(
+    endpoint: &str,
+    azurite: &Azurite,
+    ledger_path: Option<&Path>,
+    policy_files: Option<&[(&str, &str)]>,
+) -> Setup {
     let dir = tempfile::Builder::new()
         .prefix("sasgate-app-")
         .tempdir()
@@ -64,11 +75,10 @@ blob_endpoint = "{endpoint}"
 key_file = "{key_file}"
 ca_file = "{ca}"
 "#,
-        endpoint = azurite.endpoint(),
         key_file = key_file.display(),
         ca = azurite.ca_pem_path().unwrap().display(),
     );
-    write_setup_in(dir, ledger_path, &account, None)
+    write_setup_in(dir, ledger_path, &account, policy_files)
 }
 
 /// Writes a setup into `dir` with the `[[accounts]]` text `accounts` and, if given, these policy
